@@ -1,0 +1,258 @@
+"""What the REST API asks for, checked and handed to the conductor or to the
+instance's compute host.
+
+Each action first moves the instance's task_state with a compare-and-swap in
+the database (``Database.instance_update`` with expected states): of two
+racing requests one wins and the other gets 409 with nothing changed, on one
+process or many.
+
+A volume-backed server (``block_device_mapping_v2`` with a bootable root
+volume, see ``compute/block_device.py``) gets its volume reserved here at
+create, as Nova's API does (an attachment without connector, so no other
+server can take the volume meanwhile); deleting it while offloaded is done
+here too (Nova's local delete): it has no host, and nothing but Cinder to
+clean up.
+"""
+
+import socket
+import types
+
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from lifecycle import exception
+from lifecycle import notifications
+from lifecycle import states
+from lifecycle import volume
+from lifecycle.compute import block_device
+from lifecycle.compute import rpcapi as compute_rpcapi
+from lifecycle.compute import volumes
+from lifecycle.conductor import rpcapi as conductor_rpcapi
+from lifecycle.conf import CONF
+from lifecycle.db import api as db_api
+from lifecycle.db import models
+
+LOG = logging.getLogger(__name__)
+
+UNSET = object()
+
+
+class API:
+    def __init__(self, db: db_api.Database, image_service,
+                 conductor: conductor_rpcapi.ConductorAPI,
+                 compute: compute_rpcapi.ComputeAPI,
+                 volume_api=None) -> None:
+        self.db = db
+        self.image_service = image_service
+        self.conductor = conductor
+        self.compute = compute
+        # Built on first use; without [cinder], volume requests get 400.
+        self.volume_api = volume_api or volume.get_volume_api()
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, context, instance_uuid: str) -> models.Instance:
+        if not uuidutils.is_uuid_like(instance_uuid):
+            raise exception.InstanceNotFound(instance_id=instance_uuid)
+        return self.db.instance_get(instance_uuid)
+
+    def get_all(self, context, *, limit: int | None = None,
+                marker: str | None = None) -> list[models.Instance]:
+        return self.db.instance_get_all(limit=limit, marker=marker)
+
+    # -- create -------------------------------------------------------------
+
+    def create(self, context, *, name: str, image_ref: str | None,
+               flavor_ref: str, metadata: dict | None = None,
+               host: str | None = None,
+               availability_zone: str | None = None,
+               block_device_mapping: list[dict] | None = None
+               ) -> models.Instance:
+        """Checks everything before changing anything: a 400 leaves no
+        instance and no attachment behind."""
+        root = block_device.root_volume(image_ref, block_device_mapping)
+        if root is None and not image_ref:
+            raise exception.InvalidInput(reason='Missing imageRef attribute')
+        try:
+            flavor = self.db.flavor_get(str(flavor_ref))
+        except exception.FlavorNotFound as e:
+            raise exception.InvalidInput(reason=e.format_message()) from e
+        if root is None:
+            try:
+                image_id = self.image_service.get(image_ref)['id']
+            except exception.ImageNotFound as e:
+                raise exception.InvalidInput(
+                    reason=e.format_message()) from e
+        if host is not None:
+            try:
+                self.db.compute_node_get(host)
+            except exception.ComputeHostNotFound as e:
+                raise exception.InvalidInput(reason=e.format_message()) from e
+        values = {'uuid': uuidutils.generate_uuid(), 'display_name': name,
+                  'user_id': context.user_id or 'admin',
+                  'project_id': context.project_id or 'admin',
+                  'image_ref': '' if root else image_id,
+                  'flavorid': flavor.flavorid,
+                  'flavor_name': flavor.name, 'vcpus': flavor.vcpus,
+                  'memory_mb': flavor.memory_mb, 'root_gb': flavor.root_gb,
+                  'vm_state': states.BUILDING,
+                  'task_state': states.SCHEDULING,
+                  'availability_zone': availability_zone}
+        if root is None:
+            instance = self.db.instance_create(values, metadata=metadata)
+        else:
+            instance = self._create_volume_backed(values, metadata, root)
+        self.conductor.build_instance(
+            context, instance.uuid,
+            {'requested_host': host, 'availability_zone': availability_zone})
+        return instance
+
+    def _create_volume_backed(self, values: dict, metadata: dict | None,
+                              root: block_device.RootVolume
+                              ) -> models.Instance:
+        """Check the volume, reserve it for the new instance, record both."""
+        try:
+            self.volume_api.check_boot_volume(root.volume_id)
+        except volume.VolumeNotFound as e:
+            raise exception.InvalidInput(
+                reason='Block Device Mapping is Invalid: %s'
+                       % e.format_message()) from e
+        # Cinder refuses a second reservation of a volume that is not
+        # multiattach: of two racing creates, one gets 400.
+        attachment = self.volume_api.attachment_create(root.volume_id,
+                                                       values['uuid'])
+        sysmeta = {volumes.ROOT_VOLUME_ID: root.volume_id,
+                   volumes.ROOT_ATTACHMENT_ID: attachment['id'],
+                   volumes.DELETE_ON_TERMINATION: (
+                       'true' if root.delete_on_termination else 'false')}
+        try:
+            return self.db.instance_create(values, metadata=metadata,
+                                           system_metadata=sysmeta)
+        except Exception:
+            self.volume_api.attachment_delete(attachment['id'])
+            raise
+
+    # -- actions on an instance with a host --------------------------------
+
+    def _begin(self, context, instance_uuid: str, action: str,
+               task_state: str) -> models.Instance:
+        instance = self.get(context, instance_uuid)
+        return self.db.instance_update(
+            instance.uuid, {'task_state': task_state},
+            expected_vm_state=states.ALLOWED_VM_STATES[action],
+            expected_task_state=None, action=action)
+
+    def start(self, context, instance_uuid: str) -> None:
+        instance = self._begin(context, instance_uuid, 'start',
+                               states.POWERING_ON)
+        self.compute.start_instance(context, instance.host, instance.uuid)
+
+    def stop(self, context, instance_uuid: str) -> None:
+        instance = self._begin(context, instance_uuid, 'stop',
+                               states.POWERING_OFF)
+        self.compute.stop_instance(context, instance.host, instance.uuid)
+
+    def shelve(self, context, instance_uuid: str) -> None:
+        instance = self._begin(context, instance_uuid, 'shelve',
+                               states.SHELVING)
+        self.compute.shelve_instance(context, instance.host, instance.uuid)
+
+    def shelve_offload(self, context, instance_uuid: str) -> None:
+        current = self.get(context, instance_uuid)
+        if (current.vm_state == states.SHELVED_OFFLOADED and
+                volumes.is_volume_backed(current)):
+            # Nothing to escalate: no retained disk, no image, in any mode.
+            raise exception.Conflict(
+                reason='instance %s is volume-backed and already offloaded; '
+                       'its root volume stays in Cinder (no disk to upload)'
+                       % current.uuid)
+        if (current.vm_state == states.SHELVED_OFFLOADED and
+                current.system_metadata.get('shelved_disk') and
+                CONF.shelve.offload_mode == 'full'):
+            # Escalation of a partial offload: upload the retained disk.
+            self.db.instance_update(
+                current.uuid,
+                {'task_state': states.SHELVING_IMAGE_UPLOADING},
+                expected_vm_state=[states.SHELVED_OFFLOADED],
+                expected_task_state=None, action='shelveOffload')
+            self.conductor.offload_retained_disk(context, current.uuid)
+            return
+        instance = self._begin(context, instance_uuid, 'shelveOffload',
+                               states.SHELVING_OFFLOADING)
+        self.compute.shelve_offload_instance(context, instance.host,
+                                             instance.uuid)
+
+    def unshelve(self, context, instance_uuid: str, *,
+                 host: str | None = None, availability_zone=UNSET) -> None:
+        current = self.get(context, instance_uuid)
+        if (host is not None or availability_zone is not UNSET) and (
+                current.vm_state != states.SHELVED_OFFLOADED):
+            # Nova 2.91: a destination only makes sense when offloaded.
+            raise exception.InstanceInvalidState(
+                action='unshelve', instance_uuid=current.uuid,
+                attr='vm_state', state=current.vm_state)
+        if host is not None:
+            self._check_unshelve_host(current, host)
+        instance = self._begin(context, instance_uuid, 'unshelve',
+                               states.UNSHELVING)
+        if instance.vm_state == states.SHELVED:
+            # Still on its host with resources claimed: power it on there.
+            self.compute.unshelve_instance(context, instance.host,
+                                           instance.uuid)
+            return
+        spec = {'requested_host': host}
+        if availability_zone is not UNSET:
+            spec['availability_zone'] = availability_zone
+        self.conductor.unshelve_instance(context, instance.uuid, spec)
+
+    def _check_unshelve_host(self, instance: models.Instance,
+                             host: str) -> None:
+        try:
+            self.db.compute_node_get(host)
+        except exception.ComputeHostNotFound as e:
+            raise exception.InvalidInput(reason=e.format_message()) from e
+        group = instance.system_metadata.get('shelved_storage_group')
+        if group and host not in self.db.hosts_in_storage_group(group):
+            raise exception.InvalidInput(
+                reason='host %s is not in storage group %s, which holds the '
+                       'retained disk of instance %s' %
+                       (host, group, instance.uuid))
+
+    def delete(self, context, instance_uuid: str) -> None:
+        instance = self.get(context, instance_uuid)
+        instance = self.db.instance_update(
+            instance.uuid, {'task_state': states.DELETING},
+            expected_vm_state=states.ALLOWED_VM_STATES['delete'],
+            expected_task_state=None, action='delete')
+        if instance.host:
+            self.compute.terminate_instance(context, instance.host,
+                                            instance.uuid)
+        elif volumes.is_volume_backed(instance):
+            self._local_delete(context, instance)
+        else:
+            self.conductor.delete_offloaded_instance(context, instance.uuid)
+
+    def _local_delete(self, context, instance: models.Instance) -> None:
+        """An offloaded volume-backed instance: its reserved attachment goes
+        (and its volume, if ``delete_on_termination``), then the record. A
+        failure leaves the instance with a fault, to delete again."""
+        notifier = types.SimpleNamespace(
+            db=self.db, host=CONF.host or socket.gethostname())
+        try:
+            with notifications.instance_action(notifier, context,
+                                               instance.uuid, 'delete'):
+                volumes.RootVolume(self.db, self.volume_api,
+                                   None).release(instance)
+                self.db.instance_mark_deleted(instance.uuid)
+        except Exception as e:
+            LOG.exception('Deleting offloaded instance %s failed',
+                          instance.uuid)
+            message = (e.format_message()
+                       if isinstance(e, exception.LifecycleException)
+                       else str(e) or type(e).__name__)
+            self.db.instance_fault_create(
+                instance.uuid, getattr(e, 'code', 500), message,
+                details=type(e).__name__)
+            self.db.instance_update(instance.uuid, {'task_state': None})
+            return
+        LOG.info('Offloaded instance %s deleted', instance.uuid)

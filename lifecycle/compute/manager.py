@@ -1,0 +1,431 @@
+"""Compute host side: runs the guests of one host and keeps their disks.
+
+Partial offload keeps the root disk where it is (the storage group's shared
+``instances_path``) and gives back only the vCPU/RAM claim; unshelve defines
+the domain again from that disk on whichever host of the group the conductor
+claimed. A full offload is a second phase on a partially offloaded instance:
+the retained disk is uploaded to the image service, and freed once the
+verified image's id is recorded; unshelving such an instance builds a new
+root disk from that image on any host.
+
+A volume-backed instance (root disk on a Cinder volume, see
+``compute/volumes.py``) has no disk here: offload replaces its attachment by
+a reserved one without connector, unshelve attaches the volume to the new
+host; no snapshot, image or retained disk, so the offload modes do not
+apply to it.
+
+The order of steps follows one rule: first make durable what the next step
+relies on (system metadata naming the retained disk before the domain is
+undefined; the image id before the retained disk is deleted; task_state
+``deleting`` before the disk is removed).
+"""
+
+import contextlib
+import datetime
+import os
+
+import oslo_messaging as messaging
+from oslo_concurrency import lockutils
+from oslo_log import log as logging
+from oslo_utils import timeutils
+
+from lifecycle import exception
+from lifecycle import notifications
+from lifecycle import states
+from lifecycle.compute import offload
+from lifecycle.compute import volumes
+from lifecycle.conf import CONF
+from lifecycle.db import api as db_api
+from lifecycle.db import models
+from lifecycle.virt import domain_xml
+from lifecycle import volume
+
+LOG = logging.getLogger(__name__)
+
+SHELVED_KEYS = ('shelved_at', 'shelved_host', 'shelved_storage_group',
+                'shelved_disk', 'shelved_image_id')
+RETAINED_DISK_KEYS = ('shelved_storage_group', 'shelved_disk')
+
+
+def instance_lock(instance_uuid: str):
+    # Fair: operations on one instance run in arrival order; other
+    # instances are never blocked.
+    return lockutils.lock('instance-%s' % instance_uuid, fair=True)
+
+
+class ComputeManager:
+    target = messaging.Target(version='1.1')  # see compute/rpcapi.py
+
+    def __init__(self, host: str, db: db_api.Database, driver, storage,
+                 image_service, *, vcpus: int, memory_mb: int,
+                 volume_api=None) -> None:
+        self.host = host
+        self.db = db
+        self.driver = driver
+        self.storage = storage
+        self.image_service = image_service
+        self.vcpus = vcpus
+        self.memory_mb = memory_mb
+        # The [cinder] client is built on first use: hosts without Cinder
+        # run image-backed instances only.
+        self.volume_api = volume_api or volume.get_volume_api()
+        self.root_volumes = volumes.RootVolume(db, self.volume_api, host)
+
+    # -- service hooks ----------------------------------------------------
+
+    def init_host(self) -> None:
+        self.report_capacity()
+
+    def report_capacity(self) -> None:
+        """Capacity and heartbeat; the scheduler skips silent hosts."""
+        info = self.driver.get_host_capacity()
+        self.db.compute_node_report(self.host, {
+            'hypervisor_hostname': self.host,
+            'hypervisor_type': info.get('hypervisor_type', 'QEMU'),
+            'storage_path': self.storage.instances_path,
+            'vcpus': self.vcpus or info['vcpus'],
+            'memory_mb': self.memory_mb or info['memory_mb'],
+            'reserved_memory_mb': CONF.compute.reserved_host_memory_mb,
+            'cpu_allocation_ratio': CONF.compute.cpu_allocation_ratio,
+            'ram_allocation_ratio': CONF.compute.ram_allocation_ratio,
+        })
+
+    def poll_shelved_instances(self) -> None:
+        """Offload instances shelved longer than ``shelved_offload_time``."""
+        if CONF.shelved_offload_time <= 0:
+            return
+        cutoff = timeutils.utcnow() - datetime.timedelta(
+            seconds=CONF.shelved_offload_time)
+        for instance in self.db.instance_get_all(
+                host=self.host, vm_states=[states.SHELVED]):
+            shelved_at = instance.system_metadata.get('shelved_at')
+            if (instance.task_state is not None or not shelved_at or
+                    timeutils.parse_isotime(shelved_at).replace(
+                        tzinfo=None) > cutoff):
+                continue
+            try:
+                self.db.instance_update(
+                    instance.uuid, {'task_state': states.SHELVING_OFFLOADING},
+                    expected_vm_state=[states.SHELVED],
+                    expected_task_state=None, action='shelveOffload')
+            except exception.InstanceInvalidState:
+                continue  # an API request got there first
+            LOG.info('Offloading instance %s shelved since %s',
+                     instance.uuid, shelved_at)
+            self.shelve_offload_instance(None, instance.uuid)
+
+    # -- helpers ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _fault_on_error(self, instance_uuid: str, vm_state: str | None = None,
+                        reraise: bool = False):
+        """Record a fault and clear the task_state when a step fails, so an
+        instance never stays in a task forever; ``vm_state`` also moves it
+        (to error, for a failed build)."""
+        try:
+            yield
+        except Exception as e:
+            LOG.exception('Operation on instance %s failed', instance_uuid)
+            message = (e.format_message()
+                       if isinstance(e, exception.LifecycleException)
+                       else str(e) or type(e).__name__)
+            code = getattr(e, 'code', 500)
+            self.db.instance_fault_create(instance_uuid, code, message,
+                                          details=type(e).__name__,
+                                          host=self.host)
+            values = {'task_state': None}
+            if vm_state:
+                values['vm_state'] = vm_state
+            with contextlib.suppress(exception.InstanceNotFound):
+                self.db.instance_update(instance_uuid, values)
+            if reraise:
+                raise
+
+    def _domain_spec(self, instance: models.Instance,
+                     disk) -> domain_xml.DomainSpec:
+        return domain_xml.DomainSpec(
+            uuid=instance.uuid, display_name=instance.display_name,
+            vcpus=instance.vcpus, memory_mb=instance.memory_mb,
+            disk_path=disk.path, disk_format=disk.format, host=self.host,
+            user_id=instance.user_id, project_id=instance.project_id,
+            flavor_name=instance.flavor_name)
+
+    def _power_off(self, instance_uuid: str, clean_shutdown: bool) -> None:
+        # The driver logs when a guest ignores the clean shutdown request.
+        self.driver.power_off(
+            instance_uuid, CONF.shutdown_timeout if clean_shutdown else 0)
+
+    # -- endpoints --------------------------------------------------------
+
+    def build_and_run_instance(self, context, instance_uuid: str) -> None:
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid, vm_state=states.ERROR),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'create') as action):
+            instance = self.db.instance_get(instance_uuid)
+            image_id = instance.image_ref
+            try:
+                if volumes.is_volume_backed(instance):
+                    disk = self.root_volumes.attach(instance)
+                else:
+                    self.storage.ensure_base(
+                        image_id, lambda path: self.image_service.download(
+                            image_id, path))
+                    disk = self.storage.create_root_disk(
+                        instance.uuid, image_id, instance.root_gb)
+                self.driver.spawn(self._domain_spec(instance, disk))
+            except Exception:
+                # The claim and the domain go; the disk stays for delete.
+                self.driver.undefine(instance.uuid)
+                self.db.release_claim(instance.uuid)
+                raise
+            action.instance = self.db.instance_update(
+                instance.uuid,
+                {'vm_state': states.ACTIVE, 'task_state': None,
+                 'power_state': states.RUNNING,
+                 'launched_at': timeutils.utcnow()},
+                expected_task_state=states.SPAWNING, action='spawn')
+            LOG.info('Instance %s spawned on %s', instance.uuid, self.host)
+
+    def start_instance(self, context, instance_uuid: str) -> None:
+        with instance_lock(instance_uuid), self._fault_on_error(
+                instance_uuid):
+            self.driver.power_on(instance_uuid)
+            self.db.instance_update(
+                instance_uuid, {'vm_state': states.ACTIVE, 'task_state': None,
+                                'power_state': states.RUNNING},
+                expected_task_state=states.POWERING_ON, action='start')
+
+    def stop_instance(self, context, instance_uuid: str,
+                      clean_shutdown: bool = True) -> None:
+        with instance_lock(instance_uuid), self._fault_on_error(
+                instance_uuid):
+            self._power_off(instance_uuid, clean_shutdown)
+            self.db.instance_update(
+                instance_uuid, {'vm_state': states.STOPPED, 'task_state': None,
+                                'power_state': states.SHUTDOWN},
+                expected_task_state=states.POWERING_OFF, action='stop')
+
+    def shelve_instance(self, context, instance_uuid: str,
+                        clean_shutdown: bool = True) -> None:
+        offload_now = CONF.shelved_offload_time == 0
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'shelve') as action):
+            self._power_off(instance_uuid, clean_shutdown)
+            action.instance = self.db.instance_update(
+                instance_uuid,
+                {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
+                 'task_state': (states.SHELVING_OFFLOADING if offload_now
+                                else None)},
+                expected_task_state=states.SHELVING, action='shelve',
+                system_metadata={
+                    'shelved_at': timeutils.utcnow().isoformat(),
+                    'shelved_host': self.host})
+        if offload_now:
+            self.shelve_offload_instance(context, instance_uuid,
+                                         clean_shutdown=clean_shutdown)
+
+    def shelve_offload_instance(self, context, instance_uuid: str,
+                                clean_shutdown: bool = True) -> None:
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'shelve_offload') as action):
+            self._power_off(instance_uuid, clean_shutdown)
+            instance = self.db.instance_get(instance_uuid)
+            if volumes.is_volume_backed(instance):
+                action.instance = self._offload_volume_backed(instance)
+                return
+            disk = self.storage.disk_info(instance_uuid)
+            group = self.db.storage_group_of_host(self.host)
+            # Where the disk is must be durable before the domain, the only
+            # other record of it, is undefined.
+            self.db.instance_update(
+                instance_uuid, {},
+                expected_task_state=states.SHELVING_OFFLOADING,
+                action='shelveOffload',
+                system_metadata={
+                    'shelved_host': self.host,
+                    'shelved_storage_group': group,
+                    'shelved_disk': os.path.relpath(
+                        disk.path, self.storage.instances_path)})
+            self.driver.undefine(instance_uuid)
+            self.db.release_claim(instance_uuid)
+            full = CONF.shelve.offload_mode == 'full'
+            action.instance = self.db.instance_update(
+                instance_uuid,
+                {'vm_state': states.SHELVED_OFFLOADED,
+                 'task_state': (states.SHELVING_IMAGE_UPLOADING if full
+                                else None),
+                 'power_state': states.NOSTATE, 'host': None},
+                expected_task_state=states.SHELVING_OFFLOADING,
+                action='shelveOffload')
+            LOG.info('Instance %s offloaded from %s; root disk %s kept in '
+                     'storage group %s', instance_uuid, self.host, disk.path,
+                     group)
+        if full:
+            self.offload_retained_disk(context, instance_uuid)
+
+    def _offload_volume_backed(self, instance: models.Instance
+                               ) -> models.Instance:
+        """Guest and claim go; the volume stays, reserved for the instance
+        without connector. No disk here, so no upload either (the offload
+        mode does not apply)."""
+        self.driver.undefine(instance.uuid)
+        self.db.release_claim(instance.uuid)
+        self.root_volumes.reserve(
+            instance, expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload')
+        offloaded = self.db.instance_update(
+            instance.uuid,
+            {'vm_state': states.SHELVED_OFFLOADED, 'task_state': None,
+             'power_state': states.NOSTATE, 'host': None},
+            expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload',
+            system_metadata={'shelved_host': self.host})
+        LOG.info('Instance %s offloaded from %s; root volume %s kept',
+                 instance.uuid, self.host, volumes.root_volume_id(instance))
+        return offloaded
+
+    def offload_retained_disk(self, context, instance_uuid: str,
+                              next_task_state: str | None = None) -> None:
+        """Full offload of a partially offloaded instance (task_state
+        ``shelving_image_uploading``, set by the caller): upload, record the
+        verified image, then free the retained disk; the task_state ends as
+        ``next_task_state``. A failed upload leaves the instance partially
+        offloaded, with a fault, and unshelvable; the error goes back to a
+        caller that waits."""
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid, reraise=True),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'shelve_offload') as action):
+            instance = self.db.instance_get(instance_uuid)
+            image = offload.upload_retained_disk(self.storage,
+                                                 self.image_service, instance)
+            self.db.instance_update(
+                instance_uuid, {},
+                expected_task_state=states.SHELVING_IMAGE_UPLOADING,
+                action='shelveOffload',
+                system_metadata={'shelved_image_id': image['id']})
+            freed = self.storage.delete(instance_uuid)
+            action.instance = self.db.instance_update(
+                instance_uuid, {'task_state': next_task_state},
+                expected_task_state=states.SHELVING_IMAGE_UPLOADING,
+                action='shelveOffload',
+                system_metadata=dict.fromkeys(RETAINED_DISK_KEYS))
+            LOG.info('Instance %s fully offloaded to image %s; %d bytes of '
+                     'retained disk freed', instance_uuid, image['id'], freed)
+
+    def unshelve_instance(self, context, instance_uuid: str,
+                          request_spec: dict | None = None) -> None:
+        """Unshelve here. For an offloaded instance the conductor has already
+        claimed this host; failures are re-raised so it can try another."""
+        with instance_lock(instance_uuid):
+            instance = self.db.instance_get(instance_uuid)
+            if instance.vm_state == states.SHELVED:
+                with (self._fault_on_error(instance_uuid),
+                      notifications.instance_action(
+                          self, context, instance_uuid, 'unshelve') as action):
+                    self.driver.power_on(instance_uuid)
+                    action.instance = self._finish_unshelve(instance_uuid)
+                return
+            with notifications.instance_action(self, context, instance_uuid,
+                                               'unshelve') as action:
+                if instance.claimed_host != self.host:
+                    raise exception.Conflict(
+                        reason='instance %s holds no claim on host %s' %
+                        (instance_uuid, self.host))
+                shelved_image = instance.system_metadata.get(
+                    'shelved_image_id')
+                volume_backed = volumes.is_volume_backed(instance)
+                try:
+                    if volume_backed:
+                        disk = self.root_volumes.attach(instance)
+                    elif instance.system_metadata.get('shelved_disk'):
+                        disk = self.storage.disk_info(instance_uuid)
+                    else:
+                        disk = self._root_disk_from_image(instance,
+                                                          shelved_image)
+                    self.driver.spawn(self._domain_spec(instance, disk))
+                except Exception:
+                    self.driver.undefine(instance_uuid)
+                    if volume_backed:
+                        self._reserve_again(instance_uuid)
+                    raise
+                action.instance = self._finish_unshelve(instance_uuid)
+            LOG.info('Instance %s unshelved on %s from %s', instance_uuid,
+                     self.host, disk.path)
+            if shelved_image:
+                self._delete_shelved_image(instance_uuid, shelved_image)
+
+    def _reserve_again(self, instance_uuid: str) -> None:
+        """After a failed unshelve here, the volume goes back to a reserved
+        attachment without connector, ready for the next host."""
+        try:
+            self.root_volumes.reserve(
+                self.db.instance_get(instance_uuid),
+                expected_task_state=states.UNSHELVING, action='unshelve')
+        except Exception:
+            LOG.exception('Could not reserve the root volume of instance %s '
+                          'again after a failed unshelve on %s',
+                          instance_uuid, self.host)
+
+    def _delete_shelved_image(self, instance_uuid: str, image_id: str) -> None:
+        # The instance runs from its new disk already: a failure here only
+        # leaves an image for ``lifecycle-manage disks cleanup``.
+        try:
+            if not self.image_service.delete(image_id):
+                LOG.warning('Shelved image %s of instance %s was already '
+                            'gone', image_id, instance_uuid)
+        except Exception:
+            LOG.warning('Shelved image %s of instance %s could not be '
+                        'deleted; the cleanup command will find it',
+                        image_id, instance_uuid, exc_info=True)
+
+    def _root_disk_from_image(self, instance: models.Instance,
+                              image_id: str | None):
+        if not image_id:
+            raise exception.RetainedDiskNotFound(
+                instance_uuid=instance.uuid, path='(no disk and no image)')
+        self.storage.ensure_base(
+            image_id, lambda path: self.image_service.download(image_id, path))
+        return self.storage.create_root_disk(instance.uuid, image_id,
+                                             instance.root_gb)
+
+    def _finish_unshelve(self, instance_uuid: str) -> models.Instance:
+        """Record the unshelve, only while this host still holds the claim:
+        a conductor that gave up waiting has released it, and then this
+        guest must not run."""
+        try:
+            return self.db.instance_update(
+                instance_uuid,
+                {'vm_state': states.ACTIVE, 'task_state': None,
+                 'power_state': states.RUNNING, 'host': self.host},
+                expected_task_state=states.UNSHELVING,
+                expected_claimed_host=self.host, action='unshelve',
+                system_metadata=dict.fromkeys(SHELVED_KEYS))
+        except exception.InstanceInvalidState:
+            LOG.warning('Unshelve of instance %s on %s was given up by the '
+                        'conductor; destroying the guest started here',
+                        instance_uuid, self.host)
+            self.driver.undefine(instance_uuid)
+            raise
+
+    def terminate_instance(self, context, instance_uuid: str) -> None:
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'delete')):
+            self.driver.undefine(instance_uuid)
+            self.db.release_claim(instance_uuid)
+            freed = self.storage.delete(instance_uuid)
+            instance = self.db.instance_get(instance_uuid)
+            if volumes.is_volume_backed(instance):
+                # Attachment (and volume) go before the record does: a
+                # failure leaves the instance, with a fault, to delete again.
+                self.root_volumes.release(instance)
+            self.db.instance_mark_deleted(instance_uuid)
+            LOG.info('Instance %s deleted; %d bytes of disk freed',
+                     instance_uuid, freed)

@@ -1,0 +1,43 @@
+"""Configuration options of shelve-lifecycle, one module per option group.
+
+Options are registered on the global ``CONF`` at import; modules that need a
+private ``cfg.ConfigOpts`` (tests) call :func:`register_all` on it.
+"""
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+import oslo_messaging as messaging
+from oslo_messaging import opts as messaging_opts
+
+from lifecycle.conf import aio
+from lifecycle.conf import api
+from lifecycle.conf import cinder
+from lifecycle.conf import compute
+from lifecycle.conf import default
+from lifecycle.conf import glance
+from lifecycle.conf import image
+from lifecycle.conf import libvirt
+from lifecycle.conf import notifications
+from lifecycle.conf import scheduler
+from lifecycle.conf import service
+from lifecycle.conf import shelve
+
+CONF = cfg.CONF
+
+_MODULES = (default, service, api, aio, compute, image, glance, cinder,
+            libvirt, scheduler, notifications, shelve)
+
+
+def register_all(conf: cfg.ConfigOpts) -> None:
+    for module in _MODULES:
+        module.register_opts(conf)
+    # Library options, listed by their own generator namespaces: [database]
+    # from oslo.db; transport_url, timeouts and the tracing options that
+    # every RPC call reads from oslo.messaging.
+    db_options.set_defaults(conf)
+    messaging.set_transport_defaults(control_exchange='lifecycle')
+    for group, opts in messaging_opts.list_opts():
+        conf.register_opts(opts, group=None if group == 'DEFAULT' else group)
+
+
+register_all(CONF)

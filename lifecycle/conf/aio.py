@@ -1,0 +1,59 @@
+from oslo_config import cfg
+
+aio_group = cfg.OptGroup('aio', title='All-in-one service options')
+
+aio_opts = [
+    cfg.ListOpt('hosts',
+                default=['host-a1:group-a', 'host-a2:group-a',
+                         'host-b1:group-b'],
+                help="""
+Compute hosts that ``lifecycle-aio`` runs in-process, each written as
+``HOST:STORAGE_GROUP``. Hosts that name the same storage group share its
+instance storage (``<state_dir>/storage/<group>``); one host aggregate with
+``storage_group=<group>`` metadata is created for each group at start.
+
+Possible values: a comma-separated list of ``host:group`` pairs with unique
+host names; host and group names use letters, digits, ``.``, ``_`` and ``-``.
+Related options: ``host_vcpus``, ``host_memory_mb``, ``state_dir``.
+"""),
+    cfg.IntOpt('host_vcpus',
+               default=8,
+               min=1,
+               help="""
+vCPUs each in-process compute host reports (the all-in-one shares one machine,
+so capacity is declared, not measured).
+
+Possible values: a positive integer.
+Related options: ``hosts``, ``[compute] cpu_allocation_ratio``.
+"""),
+    cfg.IntOpt('host_memory_mb',
+               default=8192,
+               min=1,
+               help="""
+Memory in MiB each in-process compute host reports.
+
+Possible values: a positive integer.
+Related options: ``hosts``, ``[compute] ram_allocation_ratio``.
+"""),
+    cfg.StrOpt('state_dir',
+               default='/var/lib/lifecycle',
+               help="""
+Directory for the all-in-one's state: the SQLite database
+(``lifecycle.sqlite``), instance storage of each storage group
+(``storage/<group>/``) and the local image directory (``images/``), unless the
+options for those say otherwise.
+
+Possible values: an absolute path; the hypervisor's QEMU user must be able to
+traverse it.
+Related options: ``[database] connection``, ``[image] local_dir``.
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(aio_group)
+    conf.register_opts(aio_opts, group=aio_group)
+
+
+def list_opts():
+    return {aio_group.name: aio_opts}

@@ -1,0 +1,44 @@
+"""Options of the separate services (``lifecycle-api``,
+``lifecycle-conductor``, ``lifecycle-compute``) and of how they meet on the
+message bus."""
+
+from oslo_config import cfg
+
+service_opts = [
+    cfg.StrOpt('rpc_topic_prefix',
+               default='',
+               regex=r'^[A-Za-z0-9._-]*$',
+               help="""
+Prefix of the RPC topics the services listen on and send to:
+``<prefix>lifecycle-conductor`` and ``<prefix>lifecycle-compute.<host>``.
+
+RabbitMQ names its queues after the topic alone (``control_exchange`` only
+names the exchange they are bound to), so two deployments that share one
+RabbitMQ virtual host must differ in this prefix; giving each deployment its
+own virtual host in ``transport_url`` is the usual way and needs no prefix.
+Every service of one deployment must use the same prefix.
+
+Possible values: empty (no prefix) or letters, digits, ``.``, ``_``, ``-``.
+Related options: ``transport_url``, ``control_exchange``.
+"""),
+    cfg.BoolOpt('allow_sqlite',
+                default=False,
+                help="""
+Let ``lifecycle-api``, ``lifecycle-conductor`` and ``lifecycle-compute`` run
+on a SQLite ``[database] connection``. SQLite serialises every writer on a
+file lock and works only for processes on one machine, so the separate
+services refuse it unless this is set (they still log a warning). The
+all-in-one (one process) uses SQLite by default and ignores this option.
+
+Possible values: true or false.
+Related options: ``[database] connection``.
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(service_opts)
+
+
+def list_opts():
+    return {'DEFAULT': service_opts}

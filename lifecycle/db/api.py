@@ -1,0 +1,71 @@
+"""Database access.
+
+One :class:`Database` object per process wraps an engine built by oslo.db
+(error translation, MySQL sql_mode, connection checks) and hands out short
+transactions. State changes that must not race are single conditional
+UPDATEs checked by row count: the task_state compare-and-swap of
+:meth:`Database.instance_update` and the capacity claim of
+:meth:`Database.claim`. They behave the same on SQLite, PostgreSQL and MariaDB.
+
+The queries live in one module per area (``hosts``, ``aggregates``,
+``instances``), mixed into :class:`Database`.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from oslo_db.sqlalchemy import engines
+from oslo_db.sqlalchemy import exc_filters
+from sqlalchemy import orm
+
+from lifecycle.db import aggregates
+from lifecycle.db import hosts
+from lifecycle.db import instances
+
+
+def _create_sqlite_engine(url: str) -> sa.Engine:
+    """A SQLite engine whose transactions take the write lock at BEGIN.
+
+    pysqlite's deferred transactions upgrade to a write lock on the first
+    write, and two threads upgrading at once get SQLITE_BUSY at once instead
+    of waiting on the busy timeout; BEGIN IMMEDIATE makes them queue. oslo.db's
+    SQLite engine emits its own plain BEGIN, so this engine is SQLAlchemy's,
+    with oslo.db's exception translation added.
+    """
+    engine = sa.create_engine(url, connect_args={'timeout': 30})
+
+    @sa.event.listens_for(engine, 'connect')
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        dbapi_connection.execute('PRAGMA journal_mode=WAL')
+        dbapi_connection.execute('PRAGMA foreign_keys=ON')
+
+    @sa.event.listens_for(engine, 'begin')
+    def _begin(connection):
+        connection.exec_driver_sql('BEGIN IMMEDIATE')
+
+    exc_filters.register_engine(engine)
+    return engine
+
+
+class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
+               instances.InstancesMixin):
+    """Transactions and queries over one database URL."""
+
+    def __init__(self, url: str, **engine_kwargs) -> None:
+        self.url = url
+        if url.startswith('sqlite'):
+            self.engine = _create_sqlite_engine(url)
+        else:
+            self.engine = engines.create_engine(url, **engine_kwargs)
+        self._sessionmaker = orm.sessionmaker(bind=self.engine,
+                                              expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[orm.Session]:
+        with self._sessionmaker() as session, session.begin():
+            yield session

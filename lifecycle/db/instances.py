@@ -1,0 +1,157 @@
+"""Instances, their metadata and faults."""
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from lifecycle import exception
+from lifecycle.db import models
+
+_UNSET = object()
+
+
+class InstancesMixin:
+    """Part of :class:`lifecycle.db.api.Database`."""
+
+    # -- instances --------------------------------------------------------
+
+    def instance_create(self, values: dict, metadata: dict | None = None,
+                        system_metadata: dict | None = None
+                        ) -> models.Instance:
+        instance = models.Instance(**values)
+        instance.metadata_items = [
+            models.InstanceMetadata(key=k, value=v)
+            for k, v in (metadata or {}).items()]
+        instance.system_metadata_items = [
+            models.InstanceSystemMetadata(key=k, value=v)
+            for k, v in (system_metadata or {}).items()]
+        instance.faults = []
+        with self.session() as session:
+            session.add(instance)
+        return instance
+
+    def instance_get(self, instance_uuid: str,
+                     read_deleted: bool = False) -> models.Instance:
+        with self.session() as session:
+            query = sa.select(models.Instance).where(
+                models.Instance.uuid == instance_uuid)
+            if not read_deleted:
+                query = query.where(models.Instance.deleted_at.is_(None))
+            instance = session.scalars(query).first()
+        if instance is None:
+            raise exception.InstanceNotFound(instance_id=instance_uuid)
+        return instance
+
+    def instance_get_all(self, *, host: str | None = None,
+                         vm_states: Iterable[str] | None = None,
+                         limit: int | None = None,
+                         marker: str | None = None) -> list[models.Instance]:
+        """Instances newest first (Nova's default sort), paged by marker."""
+        inst = models.Instance
+        with self.session() as session:
+            query = sa.select(inst).where(inst.deleted_at.is_(None))
+            if host is not None:
+                query = query.where(inst.host == host)
+            if vm_states is not None:
+                query = query.where(inst.vm_state.in_(list(vm_states)))
+            if marker is not None:
+                mark = session.scalars(sa.select(inst).where(
+                    inst.uuid == marker, inst.deleted_at.is_(None))).first()
+                if mark is None:
+                    raise exception.InstanceNotFound(instance_id=marker)
+                query = query.where(sa.or_(
+                    inst.created_at < mark.created_at,
+                    sa.and_(inst.created_at == mark.created_at,
+                            inst.id < mark.id)))
+            query = query.order_by(inst.created_at.desc(), inst.id.desc())
+            if limit is not None:
+                query = query.limit(limit)
+            return list(session.scalars(query))
+
+    def instance_update(self, instance_uuid: str, values: dict, *,
+                        expected_vm_state: Iterable[str] | None = None,
+                        expected_task_state=_UNSET,
+                        expected_claimed_host: str | None = None,
+                        system_metadata: dict | None = None,
+                        action: str = 'update') -> models.Instance:
+        """Update an instance, optionally only if its states are as expected.
+
+        The expectations are part of the UPDATE's WHERE clause, so of two
+        racing requests exactly one wins; the loser gets
+        InstanceInvalidState (409) and nothing changes. ``system_metadata``
+        sets keys (a value of None deletes the key) in the same transaction.
+        """
+        inst = models.Instance
+        values = dict(values)
+        with self.session() as session:
+            query = sa.update(inst).where(inst.uuid == instance_uuid,
+                                          inst.deleted_at.is_(None))
+            if expected_vm_state is not None:
+                query = query.where(inst.vm_state.in_(list(expected_vm_state)))
+            if expected_claimed_host is not None:
+                query = query.where(inst.claimed_host == expected_claimed_host)
+            if expected_task_state is not _UNSET:
+                expected = (expected_task_state
+                            if isinstance(expected_task_state, (list, tuple))
+                            else [expected_task_state])
+                conditions = [inst.task_state.in_([t for t in expected if t])]
+                if None in expected:
+                    conditions.append(inst.task_state.is_(None))
+                query = query.where(sa.or_(*conditions))
+            values.setdefault('updated_at', models.utcnow())
+            if session.execute(query.values(**values)).rowcount != 1:
+                current = session.scalars(sa.select(inst).where(
+                    inst.uuid == instance_uuid,
+                    inst.deleted_at.is_(None))).first()
+                if current is None:
+                    raise exception.InstanceNotFound(instance_id=instance_uuid)
+                if (expected_vm_state is not None and
+                        current.vm_state not in expected_vm_state):
+                    attr, state = 'vm_state', current.vm_state
+                elif (expected_claimed_host is not None and
+                      current.claimed_host != expected_claimed_host):
+                    attr, state = 'claimed host', current.claimed_host
+                else:
+                    attr, state = 'task_state', current.task_state
+                raise exception.InstanceInvalidState(
+                    action=action, instance_uuid=instance_uuid, attr=attr,
+                    state=state)
+            for key, value in (system_metadata or {}).items():
+                self._set_system_metadata(session, instance_uuid, key, value)
+            session.flush()
+            # Read back in the same transaction: the row exactly as this
+            # update left it, not as a later request may have changed it.
+            return session.scalars(
+                sa.select(inst).where(inst.uuid == instance_uuid)
+                .execution_options(populate_existing=True)).one()
+
+    @staticmethod
+    def _set_system_metadata(session: orm.Session, instance_uuid: str,
+                             key: str, value: str | None) -> None:
+        sysmeta = models.InstanceSystemMetadata
+        session.execute(sa.delete(sysmeta).where(
+            sysmeta.instance_uuid == instance_uuid, sysmeta.key == key))
+        if value is not None:
+            session.add(sysmeta(instance_uuid=instance_uuid, key=key,
+                                value=value))
+
+    def instance_fault_create(self, instance_uuid: str, code: int,
+                              message: str, details: str | None = None,
+                              host: str | None = None) -> None:
+        with self.session() as session:
+            session.add(models.InstanceFault(
+                instance_uuid=instance_uuid, code=code, message=message[:255],
+                details=details, host=host))
+
+    def instance_mark_deleted(self, instance_uuid: str) -> None:
+        """Soft-delete, as Nova: the row stays for audit until purged."""
+        now = models.utcnow()
+        with self.session() as session:
+            session.execute(
+                sa.update(models.Instance)
+                .where(models.Instance.uuid == instance_uuid,
+                       models.Instance.deleted_at.is_(None))
+                .values(vm_state='deleted', task_state=None, host=None,
+                        deleted_at=now, terminated_at=now, updated_at=now))
+

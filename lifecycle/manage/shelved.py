@@ -1,0 +1,288 @@
+"""``lifecycle-manage shelved list | show | purge-deleted``.
+
+``list`` and ``show`` only read: the database for the instances and their
+``shelved_*`` system metadata, the storage group's directory for the
+disk's sizes (``qemu-img info`` with the format recorded in
+``disk.info``, never probed). ``purge-deleted`` removes soft-deleted
+instance rows and everything hanging off them (metadata, system metadata,
+faults); it deletes only with ``--yes`` and never with ``--dry-run``.
+
+``shelved offload`` (partial → full offload by hand) is not here yet.
+"""
+
+import datetime
+import os
+import stat
+
+import sqlalchemy as sa
+from oslo_log import log as logging
+from oslo_utils import timeutils
+
+from lifecycle import exception
+from lifecycle import states
+from lifecycle.db import models
+from lifecycle.manage import CommandFailed
+from lifecycle.manage import FAILED
+from lifecycle.manage import SUCCESS
+from lifecycle.manage import UsageError
+from lifecycle.manage import deployment as deployment_mod
+from lifecycle.manage import offload as offload_mod
+from lifecycle.manage import output
+from lifecycle.storage import images
+from lifecycle.storage import paths
+
+LOG = logging.getLogger(__name__)
+
+SHELVED_STATES = (states.SHELVED, states.SHELVED_OFFLOADED)
+LIST_COLUMNS = (('uuid', 'UUID'), ('name', 'Name'), ('vm_state', 'State'),
+                ('storage_group', 'Storage group'),
+                ('shelved_host', 'Shelved on'), ('since', 'Since'),
+                ('size_on_disk_human', 'Size on disk'), ('disk', 'Disk'))
+PURGE_COLUMNS = (('uuid', 'UUID'), ('name', 'Name'),
+                 ('deleted_at', 'Deleted at'), ('metadata', 'Metadata'),
+                 ('system_metadata', 'System metadata'),
+                 ('faults', 'Faults'), ('action', 'Action'))
+_PURGE_BATCH = 200
+
+
+def _utcnow() -> datetime.datetime:
+    return timeutils.utcnow().replace(tzinfo=None)
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        return timeutils.parse_isotime(value).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def _allocated(path: str) -> int | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else None
+
+
+class ShelvedCommands:
+    """Shelved instances: ``list``, ``show``, ``offload``,
+    ``purge-deleted``."""
+
+    def __init__(self, conf) -> None:
+        self.conf = conf
+        self.deployment = deployment_mod.Deployment(conf)
+        self.db = self.deployment.db
+
+    def close(self) -> None:
+        self.deployment.close()
+
+    # -- where a shelved instance's disk is ----------------------------------
+
+    def _group_of(self, instance: models.Instance) -> str | None:
+        group = instance.system_metadata.get('shelved_storage_group')
+        if group:
+            return group
+        host = instance.host or instance.system_metadata.get('shelved_host')
+        if not host:
+            return None
+        try:
+            return self.db.storage_group_of_host(host)
+        except exception.InvalidConfiguration:
+            return None
+
+    def _disk_path(self, instance: models.Instance,
+                   group: str | None) -> tuple[str | None, str | None]:
+        """(path, storage root) of the instance's root disk, or Nones when
+        its storage is not known here. UnsafePath for a recorded location
+        outside the storage."""
+        sysmeta = instance.system_metadata
+        host = sysmeta.get('shelved_host') or instance.host
+        root = self.deployment.storage_path(group, host)
+        if root is None:
+            return None, None
+        location = sysmeta.get('shelved_disk') or os.path.join(
+            instance.uuid, 'disk')
+        return paths.confine(root, location), root
+
+    # -- list ---------------------------------------------------------------
+
+    def list_(self, fmt: str = 'table', group: str | None = None,
+             older_than: datetime.timedelta | None = None) -> int:
+        cutoff = _utcnow() - older_than if older_than is not None else None
+        rows = []
+        for instance in self.db.instance_get_all(vm_states=SHELVED_STATES):
+            sysmeta = instance.system_metadata
+            inst_group = self._group_of(instance)
+            if group is not None and inst_group != group:
+                continue
+            since = _parse_time(sysmeta.get('shelved_at'))
+            if cutoff is not None and (since is None or since > cutoff):
+                continue
+            try:
+                path, _root = self._disk_path(instance, inst_group)
+            except exception.UnsafePath:
+                path = None
+            size = _allocated(path) if path else None
+            rows.append({
+                'uuid': instance.uuid, 'name': instance.display_name,
+                'vm_state': instance.vm_state,
+                'task_state': instance.task_state,
+                'storage_group': inst_group,
+                'shelved_host': sysmeta.get('shelved_host'),
+                'since': sysmeta.get('shelved_at'),
+                'disk': path, 'size_on_disk': size,
+                'size_on_disk_human': output.human_bytes(size),
+            })
+        rows.sort(key=lambda r: (r['since'] or '', r['uuid']))
+        output.emit(fmt, {'shelved': [
+            {k: v for k, v in r.items() if not k.endswith('_human')}
+            for r in rows]}, rows, LIST_COLUMNS,
+            ['%d shelved instance(s).' % len(rows)])
+        return SUCCESS
+
+    # -- show ---------------------------------------------------------------
+
+    def show(self, uuid: str, fmt: str = 'table') -> int:
+        try:
+            uuid = paths.canonical_uuid(uuid)
+        except exception.InvalidInput as e:
+            raise UsageError(e.format_message()) from e
+        try:
+            instance = self.db.instance_get(uuid)
+        except exception.InstanceNotFound as e:
+            raise CommandFailed(e.format_message()) from e
+        if instance.vm_state not in SHELVED_STATES:
+            raise CommandFailed('instance %s is not shelved (vm_state %s)'
+                                % (uuid, instance.vm_state))
+        sysmeta = instance.system_metadata
+        group = self._group_of(instance)
+        doc = {'uuid': uuid, 'name': instance.display_name,
+               'vm_state': instance.vm_state,
+               'task_state': instance.task_state,
+               'storage_group': group,
+               'shelved_host': sysmeta.get('shelved_host'),
+               'since': sysmeta.get('shelved_at'),
+               'location': sysmeta.get('shelved_disk'),
+               'disk': None, 'disk_present': False, 'format': None,
+               'size_on_disk': None, 'virtual_size': None,
+               'base_file': None, 'delta_over_base': None}
+        problem = None
+        try:
+            path, root = self._disk_path(instance, group)
+        except exception.UnsafePath as e:
+            path, root, problem = None, None, e.format_message()
+        if path is None and problem is None:
+            problem = 'the storage of group %s is not known here' % group
+        if path is not None:
+            doc['disk'] = path
+            problem = self._describe_disk(doc, instance, path, root)
+        rows = [{'property': k, 'value': self._show_value(k, v)}
+                for k, v in doc.items()]
+        output.emit(fmt, doc, rows, (('property', 'Property'),
+                                     ('value', 'Value')))
+        if problem:
+            LOG.error('Instance %s: %s', uuid, problem)
+            return FAILED
+        return SUCCESS
+
+    @staticmethod
+    def _show_value(key: str, value):
+        if key in ('size_on_disk', 'virtual_size',
+                   'delta_over_base') and value is not None:
+            return '%s (%d bytes)' % (output.human_bytes(value), value)
+        return value
+
+    def _describe_disk(self, doc: dict, instance: models.Instance,
+                       path: str, root: str) -> str | None:
+        size = _allocated(path)
+        if size is None:
+            return 'root disk %s is missing' % path
+        doc['disk_present'] = True
+        doc['size_on_disk'] = size
+        backend = self.deployment.backend(root)
+        fmt = backend.disk_format
+        if path == backend.disk_path(instance.uuid):
+            fmt = backend.disk_info(instance.uuid).format
+        doc['format'] = fmt
+        try:
+            data = images.info(path, fmt)
+        except exception.StorageError as e:
+            return e.format_message()
+        doc['virtual_size'] = int(data['virtual-size'])
+        doc['base_file'] = (data.get('full-backing-filename') or
+                            data.get('backing-filename'))
+        # A qcow2 overlay holds only what the guest wrote over its base:
+        # all of its allocation is delta. A disk with no base is all its own.
+        doc['delta_over_base'] = size if doc['base_file'] else None
+        return None
+
+    # -- purge-deleted ------------------------------------------------------
+
+    def offload(self, fmt: str = 'table', uuids=None,
+                group: str | None = None,
+                older_than: datetime.timedelta | None = None,
+                dry_run: bool = False, yes: bool = False) -> int:
+        """Partial → full offload (see lifecycle.manage.offload)."""
+        return offload_mod.offload(self.deployment, fmt, uuids, group,
+                                   older_than, dry_run, yes)
+
+    def purge_deleted(self, fmt: str = 'table',
+                      older_than: datetime.timedelta | None = None,
+                      dry_run: bool = False, yes: bool = False) -> int:
+        inst = models.Instance
+        query = sa.select(inst).where(inst.deleted_at.is_not(None))
+        if older_than is not None:
+            query = query.where(inst.deleted_at <= _utcnow() - older_than)
+        with self.db.session() as session:
+            doomed = list(session.scalars(query.order_by(inst.deleted_at,
+                                                         inst.id)))
+        act = yes and not dry_run
+        rows = [{'uuid': i.uuid, 'name': i.display_name,
+                 'deleted_at': i.deleted_at.isoformat(),
+                 'metadata': len(i.metadata_items),
+                 'system_metadata': len(i.system_metadata_items),
+                 'faults': len(i.faults),
+                 'action': 'would purge'} for i in doomed]
+        purged = 0
+        if act:
+            uuids = [i.uuid for i in doomed]
+            with output.Progress('shelved purge-deleted',
+                                 len(uuids)) as progress:
+                for start in range(0, len(uuids), _PURGE_BATCH):
+                    batch = uuids[start:start + _PURGE_BATCH]
+                    purged += self._purge(batch)
+                    for uuid in batch:
+                        progress.step(uuid)
+            for row in rows:
+                row['action'] = 'purged'
+        footer = ['%d soft-deleted instance(s) %s.' % (
+            purged if act else len(rows),
+            'purged' if act else 'would be purged')]
+        if not act:
+            footer.append('Dry run: nothing was changed.' if dry_run else
+                          'Nothing was changed: add --yes to purge (or '
+                          '--dry-run to only list).')
+        output.emit(fmt, {'dry_run': not act, 'purged': purged,
+                          'instances': rows}, rows, PURGE_COLUMNS, footer)
+        if not act and not dry_run and rows:
+            raise UsageError('refusing to purge without --yes')
+        return SUCCESS
+
+    def _purge(self, uuids: list[str]) -> int:
+        """Delete the rows of soft-deleted instances ``uuids`` and their
+        children in one transaction; returns the instances purged."""
+        inst = models.Instance
+        with self.db.session() as session:
+            for child in (models.InstanceMetadata,
+                          models.InstanceSystemMetadata,
+                          models.InstanceFault):
+                session.execute(sa.delete(child).where(
+                    child.instance_uuid.in_(
+                        sa.select(inst.uuid).where(
+                            inst.uuid.in_(uuids),
+                            inst.deleted_at.is_not(None)))))
+            return session.execute(sa.delete(inst).where(
+                inst.uuid.in_(uuids),
+                inst.deleted_at.is_not(None))).rowcount

@@ -1,0 +1,213 @@
+"""Libvirt domain XML of an instance, built with ElementTree.
+
+User data (display name, owner ids, flavor name, disk path) only ever
+becomes element text or attribute values; ElementTree escapes it, so no value
+can change the document's structure. Characters that XML 1.0 cannot carry at
+all (most C0 control characters, lone surrogates) are replaced by U+FFFD,
+and, as with any XML, a carriage return in a text value reads back as a line
+feed (XML end-of-line normalisation).
+
+The ``<metadata>`` element carries a ``lifecycle:instance`` element in the
+project's namespace; it marks a domain as ours and records its owner host, so
+that reconciliation can tell hosts apart even on one shared libvirt (the test
+driver).
+"""
+
+import dataclasses
+import datetime
+import re
+import xml.etree.ElementTree as ET
+
+from lifecycle import exception
+
+NAMESPACE = 'http://openstack.org/xmlns/shelve-lifecycle/1.0'
+PREFIX = 'lifecycle'
+DISK_FORMATS = ('qcow2', 'raw')
+VIRT_TYPES = ('kvm', 'qemu')
+DISK_CACHE_MODE = 'writeback'   # 'none' needs O_DIRECT, which tmpfs lacks
+
+ET.register_namespace(PREFIX, NAMESPACE)
+
+# Everything outside XML 1.0's Char production.
+_INVALID_XML_CHARS = re.compile(
+    '[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
+
+# metadata element -> key returned by parse_owner_metadata
+_TEXT_FIELDS = (('uuid', 'uuid'), ('name', 'display_name'),
+                ('host', 'host'), ('creationTime', 'creation_time'))
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainSpec:
+    uuid: str            # instance uuid == libvirt domain uuid
+    display_name: str    # user-chosen, any characters
+    vcpus: int
+    memory_mb: int
+    disk_path: str
+    disk_format: str     # 'qcow2' or 'raw'
+    host: str            # owner compute host
+    user_id: str
+    project_id: str
+    flavor_name: str
+
+
+def domain_name(instance_uuid: str) -> str:
+    """The libvirt domain name of an instance: ``instance-<uuid>``."""
+    return f'instance-{instance_uuid}'
+
+
+def _q(tag: str) -> str:
+    return f'{{{NAMESPACE}}}{tag}'
+
+
+def _clean(value: object) -> str:
+    return _INVALID_XML_CHARS.sub('\ufffd', str(value))
+
+
+def _sub(parent: ET.Element, tag: str, text: object | None = None,
+         **attrib: object) -> ET.Element:
+    elem = ET.SubElement(parent, tag,
+                         {k: _clean(v) for k, v in attrib.items()})
+    if text is not None:
+        elem.text = _clean(text)
+    return elem
+
+
+def _validate(spec: DomainSpec, virt_type: str) -> None:
+    if virt_type not in VIRT_TYPES:
+        raise exception.InvalidInput(
+            reason=f'virt_type must be one of {VIRT_TYPES}, not '
+                   f'{virt_type!r}')
+    if spec.disk_format not in DISK_FORMATS:
+        raise exception.InvalidInput(
+            reason=f'disk_format must be one of {DISK_FORMATS}, not '
+                   f'{spec.disk_format!r}')
+    for field in ('vcpus', 'memory_mb'):
+        value = getattr(spec, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise exception.InvalidInput(
+                reason=f'{field} must be a positive integer, not {value!r}')
+    if not spec.disk_path.startswith('/'):
+        raise exception.InvalidInput(
+            reason=f'disk_path must be absolute, not {spec.disk_path!r}')
+
+
+def _metadata(parent: ET.Element, spec: DomainSpec,
+              creation_time: str) -> None:
+    inst = ET.SubElement(ET.SubElement(parent, 'metadata'), _q('instance'))
+    _sub(inst, _q('uuid'), spec.uuid)
+    _sub(inst, _q('name'), spec.display_name)
+    _sub(inst, _q('host'), spec.host)
+    _sub(inst, _q('creationTime'), creation_time)
+    flavor = _sub(inst, _q('flavor'), name=spec.flavor_name)
+    _sub(flavor, _q('memory'), spec.memory_mb)
+    _sub(flavor, _q('vcpus'), spec.vcpus)
+    owner = _sub(inst, _q('owner'))
+    _sub(owner, _q('user'), uuid=spec.user_id)
+    _sub(owner, _q('project'), uuid=spec.project_id)
+
+
+def _disk(devices: ET.Element, spec: DomainSpec) -> None:
+    is_block = spec.disk_path.startswith('/dev/')
+    disk = _sub(devices, 'disk', type='block' if is_block else 'file',
+                device='disk')
+    _sub(disk, 'driver', name='qemu', type=spec.disk_format,
+         cache=DISK_CACHE_MODE)
+    if is_block:
+        _sub(disk, 'source', dev=spec.disk_path)
+    else:
+        _sub(disk, 'source', file=spec.disk_path)
+    _sub(disk, 'target', dev='vda', bus='virtio')
+
+
+def build_domain_xml(spec: DomainSpec, virt_type: str, *,
+                     creation_time: datetime.datetime | None = None) -> str:
+    """Return the domain XML of ``spec`` for ``virt_type`` ('kvm'|'qemu')."""
+    _validate(spec, virt_type)
+    created = (creation_time or datetime.datetime.now(datetime.UTC))
+    created_s = created.strftime('%Y-%m-%d %H:%M:%S')
+
+    dom = ET.Element('domain', {'type': virt_type})
+    _sub(dom, 'name', domain_name(spec.uuid))
+    _sub(dom, 'uuid', spec.uuid)
+    _metadata(dom, spec, created_s)
+    _sub(dom, 'memory', spec.memory_mb * 1024, unit='KiB')
+    _sub(dom, 'currentMemory', spec.memory_mb * 1024, unit='KiB')
+    _sub(dom, 'vcpu', spec.vcpus, placement='static')
+    os_elem = _sub(dom, 'os')
+    _sub(os_elem, 'type', 'hvm', arch='x86_64')
+    _sub(os_elem, 'boot', dev='hd')
+    features = _sub(dom, 'features')
+    _sub(features, 'acpi')
+    _sub(features, 'apic')
+    _sub(dom, 'clock', offset='utc')
+    _sub(dom, 'on_poweroff', 'destroy')
+    _sub(dom, 'on_reboot', 'restart')
+    _sub(dom, 'on_crash', 'destroy')
+    devices = _sub(dom, 'devices')
+    _disk(devices, spec)
+    serial = _sub(devices, 'serial', type='pty')
+    _sub(serial, 'target', port=0)
+    _sub(devices, 'memballoon', model='none')
+    ET.indent(dom)
+    return ET.tostring(dom, encoding='unicode')
+
+
+def _find_instance(root: ET.Element) -> tuple[ET.Element | None, str]:
+    """Our element and the namespace its children use.
+
+    In a full domain XML the element is namespace-qualified; libvirt's
+    ``virDomainGetMetadata`` returns it bare (``<instance>``, no namespace).
+    """
+    if root.tag == _q('instance'):
+        return root, NAMESPACE
+    if root.tag == 'instance':
+        return root, ''
+    return root.find('metadata/' + _q('instance')), NAMESPACE
+
+
+def parse_owner_metadata(xml: str) -> dict:
+    """Read our metadata back from a domain XML or the bare element.
+
+    Accepts a whole domain XML (``virDomainGetXMLDesc``) or the element
+    returned by ``virDomainGetMetadata(ELEMENT, NAMESPACE)``. Returns ``{}``
+    when there is no ``lifecycle:instance`` element (a domain that is not
+    ours). Otherwise a dict with ``uuid``, ``display_name``, ``host``,
+    ``creation_time``, ``flavor_name``, ``memory_mb``, ``vcpus``,
+    ``user_id`` and ``project_id`` (None where missing).
+    """
+    root = ET.fromstring(xml)
+    inst, ns = _find_instance(root)
+    if inst is None:
+        return {}
+
+    def q(*tags: str) -> str:
+        return '/'.join(f'{{{ns}}}{t}' if ns else t for t in tags)
+
+    result = {}
+    for tag, key in _TEXT_FIELDS:
+        elem = inst.find(q(tag))
+        result[key] = None if elem is None else (elem.text or '')
+    if result['uuid'] is None and root.tag == 'domain':
+        result['uuid'] = root.findtext('uuid')
+    flavor = inst.find(q('flavor'))
+    result['flavor_name'] = None if flavor is None else flavor.get('name')
+    for tag, key in (('memory', 'memory_mb'), ('vcpus', 'vcpus')):
+        text = None if flavor is None else flavor.findtext(q(tag))
+        result[key] = int(text) if text and text.strip().isdigit() else None
+    for tag, key in (('user', 'user_id'), ('project', 'project_id')):
+        elem = inst.find(q('owner', tag))
+        result[key] = None if elem is None else elem.get('uuid')
+    return result
+
+
+def parse_disk_paths(xml: str) -> list[str]:
+    """Source file/device paths of the ``device='disk'`` disks of a domain."""
+    paths = []
+    for disk in ET.fromstring(xml).iterfind('devices/disk'):
+        source = disk.find('source')
+        path = None if source is None else (source.get('file')
+                                            or source.get('dev'))
+        if disk.get('device', 'disk') == 'disk' and path:
+            paths.append(path)
+    return paths

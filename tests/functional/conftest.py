@@ -1,0 +1,183 @@
+"""The all-in-one deployment as a test harness: real SQLite file, real
+libvirt (``test:///default`` for the fast tier, ``qemu:///system`` for the
+slow one), real qcow2 files, the REST API on a free port."""
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from oslo_config import cfg
+
+from lifecycle.cmd import aio as aio_cmd
+from lifecycle.conf import CONF
+from tests.functional.glance_fixture import glance_server  # noqa: F401
+
+pytest.importorskip('libvirt')
+
+
+def _configure(overrides: dict) -> None:
+    for (group, name), value in overrides.items():
+        CONF.set_override(name, value, group=group)
+
+
+@pytest.fixture
+def make_aio(qemu_dir):
+    """Start an all-in-one: ``make_aio(uri, {(group, option): value})``."""
+    started: list[aio_cmd.AllInOne] = []
+    touched: list[tuple[str | None, str]] = []
+
+    def make(uri: str = 'test:///default',
+             extra: dict | None = None) -> aio_cmd.AllInOne:
+        overrides = {
+            (None, 'transport_url'): 'fake://',
+            (None, 'shutdown_timeout'): 0,
+            ('aio', 'state_dir'): qemu_dir,
+            ('aio', 'hosts'): ['host-a1:group-a', 'host-a2:group-a',
+                               'host-b1:group-b'],
+            ('aio', 'host_vcpus'): 4,
+            ('aio', 'host_memory_mb'): 4096,
+            ('api', 'port'): 0,
+            ('libvirt', 'connection_uri'): uri,
+            ('libvirt', 'fall_back_to_test_driver'): False,
+            ('image', 'default_image_size_mb'): 64,
+            ('database', 'connection'): None,
+        }
+        overrides.update(extra or {})
+        _configure(overrides)
+        touched.extend(overrides)
+        aio = aio_cmd.AllInOne().start()
+        started.append(aio)
+        return aio
+
+    yield make
+    for aio in started:
+        # A failed test must not leave guests running on the real libvirtd.
+        for host in aio.hosts:
+            for instance_uuid in aio.driver.list_instance_uuids(host):
+                aio.driver.undefine(instance_uuid)
+        aio.stop()
+    for group, name in touched:
+        try:
+            CONF.clear_override(name, group=group)
+        except cfg.NoSuchOptError:
+            pass
+
+
+class Client:
+    """Just enough HTTP for the tests: JSON in, (status, JSON) out."""
+
+    def __init__(self, url: str, microversion: str = '2.91') -> None:
+        self.url = url
+        self.microversion = microversion
+
+    def request(self, method: str, path: str, body=None,
+                raw: bytes | None = None) -> tuple[int, dict | None]:
+        data = raw if raw is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data,
+                                     method=method)
+        req.add_header('Content-Type', 'application/json')
+        req.add_header('OpenStack-API-Version',
+                       'compute %s' % self.microversion)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                payload = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as e:
+            payload = e.read()
+            status = e.code
+        return status, (json.loads(payload) if payload else None)
+
+    def server(self, server_id: str) -> dict:
+        status, body = self.request('GET', '/servers/%s' % server_id)
+        assert status == 200, body
+        return body['server']
+
+    def action(self, server_id: str, body: dict) -> tuple[int, dict | None]:
+        return self.request('POST', '/servers/%s/action' % server_id, body)
+
+    def settle(self, server_id: str, timeout: float = 30) -> dict:
+        """The server once no task runs on it, whatever its status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            server = self.server(server_id)
+            if server['OS-EXT-STS:task_state'] is None:
+                return server
+            assert time.monotonic() < deadline, server
+            time.sleep(0.02)
+
+    def wait(self, server_id: str, status: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            server = self.server(server_id)
+            if (server['status'] == status and
+                    server['OS-EXT-STS:task_state'] is None):
+                return server
+            if server['status'] == 'ERROR' and status != 'ERROR':
+                raise AssertionError('server went to ERROR: %s' %
+                                     server.get('fault'))
+            if time.monotonic() > deadline:
+                raise AssertionError('server %s still %s/%s, wanted %s' % (
+                    server_id, server['status'],
+                    server['OS-EXT-STS:task_state'], status))
+            time.sleep(0.05)
+
+    def boot(self, name: str = 'vm', flavor: str = '1',
+             image: str | None = None, host: str | None = None) -> str:
+        body = {'name': name, 'flavorRef': flavor, 'networks': 'none',
+                'imageRef': image or self.default_image}
+        if host:
+            body['host'] = host
+        status, resp = self.request('POST', '/servers', {'server': body})
+        assert status == 202, resp
+        return resp['server']['id']
+
+    @property
+    def default_image(self) -> str:
+        status, body = self.request('GET', '/images')
+        assert status == 200, body
+        return body['images'][0]['id']
+
+    def hypervisor(self, host: str) -> dict:
+        status, body = self.request('GET', '/os-hypervisors/detail')
+        assert status == 200, body
+        return next(h for h in body['hypervisors']
+                    if h['hypervisor_hostname'] == host)
+
+
+@pytest.fixture
+def client_for():
+    return Client
+
+
+@pytest.fixture
+def aio(make_aio):
+    """The default all-in-one on the test driver; modules that need other
+    settings define their own ``aio``."""
+    return make_aio()
+
+
+@pytest.fixture
+def client(aio):
+    return Client(aio.url)
+
+
+def qemu_io(disk: str, command: str, fmt: str = 'qcow2') -> str:
+    """Run one qemu-io command; -U because a running guest holds the lock
+    (reads only; writes are done while no guest runs)."""
+    args = ['qemu-io', '-f', fmt]
+    if command.startswith('read'):
+        args += ['-r', '-U']
+    result = subprocess.run(args + ['-c', command, disk],
+                            capture_output=True, text=True, check=True)
+    assert 'Pattern verification failed' not in result.stdout, result.stdout
+    assert 'error' not in result.stdout.lower(), result.stdout
+    return result.stdout
+
+
+def disk_of(aio, server_id: str, group: str = 'group-a') -> str:
+    return os.path.join(aio.storage_path(group), server_id, 'disk')

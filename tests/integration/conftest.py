@@ -1,0 +1,431 @@
+"""Several service processes over real RabbitMQ and PostgreSQL/MariaDB.
+
+Each deployment is started the way an operator starts one: config files
+written to disk, ``lifecycle-manage db sync`` run once, then
+``python -m lifecycle.cmd.{conductor,api,compute} --config-file ...`` as
+separate processes.
+
+Isolation, so that parallel runs (two CI jobs, a developer's run beside CI)
+sharing one RabbitMQ and one database server never see each other:
+
+* a fresh database per deployment, created here and dropped at the end of
+  the session;
+* a unique ``[DEFAULT] rpc_topic_prefix`` per deployment. A unique
+  ``control_exchange`` would not do: RabbitMQ queues are named after the
+  topic alone, so two deployments with the same topics but different
+  exchanges bind and consume the same queues. Queues are declared
+  auto-delete so a finished run leaves none behind;
+* per-deployment directories for images and storage groups, and libvirt
+  domains found by their disks under those directories.
+
+Processes are terminated (then killed) in teardown whatever happened, and
+die with the test process if it is killed (``PR_SET_PDEATHSIG``). Each
+process writes its own log file; when a test fails, the tail of every log is
+attached to the report.
+"""
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from concurrent import futures
+
+import pytest
+import sqlalchemy as sa
+
+from lifecycle.image import local as local_image
+from tests.conftest import require
+from tests.conftest import tcp_reachable
+
+libvirt = pytest.importorskip('libvirt')
+
+from tests.functional.conftest import Client  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+RABBIT_URL = os.environ.get('LIFECYCLE_TEST_RABBIT_URL',
+                            'rabbit://guest:guest@127.0.0.1:5672/')
+# name: (host, port, SQLAlchemy URL with %s for the database name, admin db)
+DATABASE_SERVERS = {
+    'postgresql': ('127.0.0.1', 5432,
+                   'postgresql+psycopg2://postgres@127.0.0.1:5432/%s',
+                   'postgres'),
+    'mysql': ('127.0.0.1', 3306,
+              'mysql+pymysql://root@127.0.0.1:3306/%s?charset=utf8mb4', ''),
+}
+SESSION_ID = '%s%d' % (uuid.uuid4().hex[:6], os.getpid())
+LOG_TAIL_LINES = 150
+START_TIMEOUT = 60
+STOP_TIMEOUT = 15
+
+_DEPLOYMENTS = pytest.StashKey[list]()
+
+
+# -- external services ------------------------------------------------------
+
+def _rabbit_usable(url: str) -> bool:
+    import kombu
+    parsed = urllib.parse.urlsplit(url)
+    if not tcp_reachable(parsed.hostname, parsed.port or 5672):
+        return False
+    try:
+        with kombu.Connection(url.replace('rabbit://', 'amqp://', 1),
+                              connect_timeout=5) as conn:
+            conn.connect()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+@pytest.fixture(scope='session')
+def rabbit_url() -> str:
+    require(_rabbit_usable(RABBIT_URL), 'RabbitMQ at %s' % RABBIT_URL)
+    return RABBIT_URL
+
+
+class DatabaseServer:
+    """Creates fresh databases on one server; drops them all at the end."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        host, port, self._url, admin_db = DATABASE_SERVERS[name]
+        require(tcp_reachable(host, port),
+                '%s at %s:%d' % (name, host, port))
+        self._admin = sa.create_engine(self._url % admin_db,
+                                       isolation_level='AUTOCOMMIT')
+        try:
+            with self._admin.connect():
+                pass
+        except sa.exc.SQLAlchemyError as e:
+            require(False, '%s at %s:%d (%s)' % (name, host, port, e))
+        self._created: list[str] = []
+
+    def create(self) -> str:
+        """URL of a new, empty database."""
+        name = 'lifecycle_it_%s_%d' % (SESSION_ID, len(self._created))
+        with self._admin.connect() as conn:
+            conn.exec_driver_sql('CREATE DATABASE %s' % name)
+        self._created.append(name)
+        return self._url % name
+
+    def drop_all(self) -> None:
+        force = ' WITH (FORCE)' if self.name == 'postgresql' else ''
+        with self._admin.connect() as conn:
+            for name in self._created:
+                conn.exec_driver_sql('DROP DATABASE IF EXISTS %s%s'
+                                     % (name, force))
+        self._admin.dispose()
+
+
+@pytest.fixture(scope='session', params=sorted(DATABASE_SERVERS))
+def database_server(request):
+    server = DatabaseServer(request.param)
+    yield server
+    server.drop_all()
+
+
+# -- processes ----------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: SIGKILL when the test process dies, so
+    # a killed pytest leaves no services behind.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class ServiceProcess:
+    def __init__(self, name: str, command: str, config_files: list[str],
+                 log_path: str) -> None:
+        self.name = name
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1')
+        self._terminated = False
+        self._log = open(log_path, 'ab')
+        args = [sys.executable, '-m', 'lifecycle.cmd.%s' % command]
+        for path in config_files:
+            args += ['--config-file', path]
+        self.popen = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+            preexec_fn=_die_with_parent)
+
+    def log(self) -> str:
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        text = self.log().splitlines()
+        head = ['[... %d earlier lines in %s]' % (len(text) - lines,
+                                                   self.log_path)] \
+            if len(text) > lines else []
+        return '\n'.join(head + text[-lines:])
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
+        """The rest of the ``ready`` line the service prints once started."""
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(r'^lifecycle-\w+ ready (.*)$', re.M)
+        while True:
+            match = pattern.search(self.log())
+            if match:
+                return match.group(1)
+            if self.popen.poll() is not None:
+                raise AssertionError('%s exited with status %s before it was '
+                                     'ready:\n%s' % (self.name,
+                                                     self.popen.returncode,
+                                                     self.tail()))
+            if time.monotonic() > deadline:
+                raise AssertionError('%s not ready after %d s:\n%s' % (
+                    self.name, timeout, self.tail()))
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('%s still running after %d s:\n%s' % (
+                self.name, timeout, self.tail())) from None
+
+    def terminate(self) -> None:
+        """One SIGTERM: a second one could land while the interpreter
+        exits, when the default action (death by SIGTERM) is back."""
+        if not self._terminated and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        self._terminated = True
+
+    def stop(self) -> int:
+        """SIGTERM (clean stop), then SIGKILL; always reaps the process.
+        Returns the exit status (-9 when it had to be killed)."""
+        if self.popen.poll() is None:
+            self.terminate()
+            try:
+                self.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+def _write_conf(path: str, sections: dict[str, dict]) -> str:
+    with open(path, 'w') as f:
+        for section, options in sections.items():
+            f.write('[%s]\n' % section)
+            for key, value in options.items():
+                f.write('%s = %s\n' % (key, value))
+            f.write('\n')
+    return path
+
+
+class Deployment:
+    """Config files, storage and processes of one multi-process deployment.
+
+    ``hosts`` maps compute host names to storage group names; hosts of a
+    group share one directory (the stand-in for an NFS ``instances_path``).
+    """
+
+    def __init__(self, *, root: str, log_dir: str, database_url: str,
+                 transport_url: str, libvirt_uri: str,
+                 hosts: dict[str, str], host_vcpus: int,
+                 host_memory_mb: int) -> None:
+        self.root = root
+        self.log_dir = log_dir
+        self.database_url = database_url
+        self.hosts = hosts
+        self.libvirt_uri = libvirt_uri
+        self.topic_prefix = 'it-%s-' % uuid.uuid4().hex[:12]
+        self.processes: dict[str, ServiceProcess] = {}
+        self.url: str | None = None
+        self.image_id: str | None = None
+        self._mkdir()
+        self.images_dir = self._mkdir('images')
+        self.common_conf = _write_conf(os.path.join(log_dir, 'common.conf'), {
+            'DEFAULT': {
+                'transport_url': transport_url,
+                'rpc_topic_prefix': self.topic_prefix,
+                'shutdown_timeout': 0,
+                'rpc_response_timeout': 30,
+                'debug': 'true',
+            },
+            'database': {'connection': database_url, 'max_retries': 3},
+            'image': {'local_dir': self.images_dir},
+            'libvirt': {'connection_uri': libvirt_uri},
+            'compute': {'vcpus': host_vcpus, 'memory_mb': host_memory_mb,
+                        'report_interval': 2},
+            'api': {'host': '127.0.0.1', 'port': 0},
+            # Queues go with the last consumer, and reply/fanout queues of a
+            # killed process expire within a minute: runs leave none behind.
+            'oslo_messaging_rabbit': {'amqp_auto_delete': 'true',
+                                      'rabbit_transient_queues_ttl': 60},
+        })
+
+    def _mkdir(self, *parts: str) -> str:
+        path = os.path.join(self.root, *parts)
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o755)
+        return path
+
+    def storage_path(self, group: str) -> str:
+        return os.path.join(self.root, 'storage', group)
+
+    def disk_of(self, server_id: str, group: str) -> str:
+        return os.path.join(self.storage_path(group), server_id, 'disk')
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, '-m', 'lifecycle.cmd.manage', '--config-file',
+             self.common_conf, *args], cwd=REPO_ROOT, capture_output=True,
+            text=True, env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
+
+    def spawn(self, name: str, command: str,
+              extra: dict[str, dict] | None = None) -> ServiceProcess:
+        files = [self.common_conf]
+        if extra:
+            files.append(_write_conf(
+                os.path.join(self.log_dir, '%s.conf' % name), extra))
+        process = ServiceProcess(name, command, files,
+                                 os.path.join(self.log_dir, '%s.log' % name))
+        self.processes[name] = process
+        return process
+
+    def start(self) -> 'Deployment':
+        synced = self.manage('db', 'sync')
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        started = [self.spawn('conductor', 'conductor',
+                              {'DEFAULT': {'host': 'conductor-1'}}),
+                   self.spawn('api', 'api')]
+        for host, group in self.hosts.items():
+            started.append(self.spawn(host, 'compute', {'DEFAULT': {
+                'host': host,
+                'instances_path': self._mkdir('storage', group)}}))
+        for process in started:
+            where = process.wait_ready()
+            if process.name == 'api':
+                self.url = where.removeprefix('at ').strip()
+        self._add_image()
+        self._create_storage_groups()
+        return self
+
+    def _add_image(self) -> None:
+        """The operator's image upload: a small qcow2 with no OS."""
+        blank = os.path.join(self.log_dir, 'blank.qcow2')
+        local_image.make_blank_image(blank, 64)
+        images = local_image.LocalImageService(self.images_dir)
+        self.image_id = images.create('it-blank', blank)['id']
+
+    def _create_storage_groups(self) -> None:
+        """One aggregate with ``storage_group`` metadata per group, as the
+        operator creates them (the compute hosts must have registered)."""
+        client = Client(self.url)
+        for group in sorted(set(self.hosts.values())):
+            status, body = client.request(
+                'POST', '/os-aggregates',
+                {'aggregate': {'name': 'storage-%s' % group}})
+            assert status == 200, (status, body)
+            agg_id = body['aggregate']['id']
+            path = '/os-aggregates/%s/action' % agg_id
+            status, body = client.request('POST', path, {'set_metadata': {
+                'metadata': {'storage_group': group}}})
+            assert status == 200, (status, body)
+            for host in sorted(h for h, g in self.hosts.items()
+                               if g == group):
+                status, body = client.request(
+                    'POST', path, {'add_host': {'host': host}})
+                assert status == 200, (status, body)
+
+    def check_alive(self) -> None:
+        for process in self.processes.values():
+            if process.popen.poll() is not None:
+                raise AssertionError('%s exited with status %s:\n%s' % (
+                    process.name, process.popen.returncode, process.tail()))
+
+    def stop(self) -> dict[str, int]:
+        """Stop every process (SIGTERM to all at once, SIGKILL after
+        ``STOP_TIMEOUT``), remove leftover guests; the exit statuses."""
+        for process in self.processes.values():
+            process.terminate()
+        statuses = {name: process.stop()
+                    for name, process in self.processes.items()}
+        self._remove_domains()
+        return statuses
+
+    def _remove_domains(self) -> None:
+        """Guests this deployment left on the hypervisor (a failed test, or
+        the fillers of a passed one): found by their disks under this
+        deployment's storage, destroyed in parallel (libvirt takes a while
+        to reap each QEMU)."""
+        if self.libvirt_uri.startswith('test:'):
+            return  # lived in the service processes only
+        conn = libvirt.open(self.libvirt_uri)
+
+        def remove(dom) -> None:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            except libvirt.libvirtError:
+                pass  # gone meanwhile
+
+        try:
+            ours = []
+            for dom in conn.listAllDomains():
+                try:
+                    if self.root + '/' in dom.XMLDesc():
+                        ours.append(dom)
+                except libvirt.libvirtError:
+                    pass  # gone meanwhile
+            with futures.ThreadPoolExecutor(max(len(ours), 1)) as pool:
+                list(pool.map(remove, ours))
+        finally:
+            conn.close()
+
+    def log_sections(self) -> list[tuple[str, str]]:
+        return [('%s log (%s)' % (p.name, p.log_path), p.tail())
+                for p in self.processes.values()]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for deployment in item.stash.get(_DEPLOYMENTS, []):
+            for title, text in deployment.log_sections():
+                report.sections.append((title, text))
+    return report
+
+
+@pytest.fixture
+def make_deployment(request, tmp_path, qemu_dir, rabbit_url):
+    """``make_deployment(database_url, libvirt_uri, hosts=..., ...)``: a
+    :class:`Deployment`, started unless ``start=False``, and stopped
+    (processes terminated, guests removed) in teardown whatever the test
+    did."""
+    deployments: list[Deployment] = []
+    request.node.stash[_DEPLOYMENTS] = deployments
+
+    def make(database_url: str, libvirt_uri: str, *, hosts: dict[str, str],
+             host_vcpus: int = 4, host_memory_mb: int = 128,
+             start: bool = True) -> Deployment:
+        n = len(deployments)
+        log_dir = tmp_path / ('deployment-%d' % n)
+        log_dir.mkdir()
+        deployment = Deployment(
+            root=os.path.join(qemu_dir, 'd%d' % n), log_dir=str(log_dir),
+            database_url=database_url, transport_url=rabbit_url,
+            libvirt_uri=libvirt_uri, hosts=hosts, host_vcpus=host_vcpus,
+            host_memory_mb=host_memory_mb)
+        deployments.append(deployment)
+        return deployment.start() if start else deployment
+
+    yield make
+    for deployment in deployments:
+        deployment.stop()
+
+
+@pytest.fixture
+def client_for():
+    return Client
