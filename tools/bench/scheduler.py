@@ -1,0 +1,449 @@
+"""Comparison 3: scheduler scale.
+
+The decision the conductor makes for each request, timed per request with
+100, 1,000 and 10,000 compute hosts: ``Scheduler.select_destinations``
+(host states built from the database by ``Scheduler.up_host_states``, the
+``filters/`` filters and weighers through ``host_state.filter_and_weigh``)
+followed by the claim (``ConductorManager._claim_first_fit``: the
+conditional UPDATE of ``Database.claim``) -- the same objects and calls as
+``ConductorManager.unshelve_instance``/``build_instance``, without RPC.
+
+Hosts: 64 vCPUs and 256 GiB each, with varied usage; storage groups of 20
+hosts (one aggregate each, ``storage_group`` metadata). Requests:
+
+* **unshelve**: an offloaded instance with a retained disk in a random
+  storage group (hints ``storage_group`` and ``shelved_host``);
+* **boot**: an instance with no hints (every host passes the filters and
+  is weighed).
+
+Each claim is released afterwards (untimed) so every request sees the same
+hosts. Databases: a SQLite file and a fresh PostgreSQL database. Breakdown
+per request: ``up_host_states`` (database read + HostState objects), the
+rest of ``select_destinations`` (filters + weighers + sort), the claim;
+and, for comparison, filter + weigh alone over host states built once in
+memory (what a scheduler caching its host states, as Nova's HostManager
+does, would pay per request). ``[compute] service_down_time`` is raised for
+the run so that the hosts, which report no heartbeat here, stay up.
+"""
+
+import datetime
+import os
+import random
+import shutil
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from filters import host_state
+from lifecycle.conductor import manager as conductor_manager
+from lifecycle.conductor import scheduler as scheduler_mod
+from lifecycle.conf import CONF
+from lifecycle.db import api as db_api
+from lifecycle.db import migration
+from lifecycle.db import models
+from tools.bench import common
+
+GROUP_SIZE = 20
+TARGETS_MS = {1000: 3.0, 10000: 30.0}
+
+
+def _populate(db, hosts: int, requests: int, rng: random.Random) -> dict:
+    now = models.utcnow()
+    names = ['node-%05d' % i for i in range(hosts)]
+    rows = []
+    for name in names:
+        vcpus_used = rng.randint(0, 48)
+        rows.append({
+            'host': name, 'hypervisor_hostname': name,
+            'hypervisor_type': 'QEMU', 'storage_path': '/srv/%s' % name,
+            'vcpus': 64, 'memory_mb': 262144, 'reserved_memory_mb': 512,
+            'cpu_allocation_ratio': 4.0, 'ram_allocation_ratio': 1.0,
+            'vcpus_used': vcpus_used, 'memory_mb_used': vcpus_used * 2048,
+            'running_vms': vcpus_used, 'disabled': False,
+            'last_seen_at': now, 'created_at': now})
+    groups = {}
+    with db.session() as session:
+        session.execute(sa.insert(models.ComputeNode), rows)
+        for g in range(0, hosts, GROUP_SIZE):
+            group = 'sg-%04d' % (g // GROUP_SIZE)
+            agg = models.Aggregate(uuid=str(uuid.uuid4()),
+                                   name='storage-%s' % group,
+                                   created_at=now)
+            session.add(agg)
+            session.flush()
+            members = names[g:g + GROUP_SIZE]
+            session.execute(sa.insert(models.AggregateHost), [
+                {'aggregate_id': agg.id, 'host': h} for h in members])
+            session.execute(sa.insert(models.AggregateMetadata), [
+                {'aggregate_id': agg.id, 'key': 'storage_group',
+                 'value': group}])
+            groups[group] = members
+    instances = {'unshelve': [], 'boot': []}
+    group_names = sorted(groups)
+    for kind in instances:
+        for i in range(requests):
+            values = {'uuid': str(uuid.uuid4()),
+                      'display_name': 'sched-%s-%d' % (kind, i),
+                      'user_id': 'bench', 'project_id': 'bench',
+                      'image_ref': 'none', 'flavorid': 'bench',
+                      'flavor_name': 'bench', 'vcpus': 1, 'memory_mb': 512,
+                      'root_gb': 1}
+            if kind == 'unshelve':
+                group = rng.choice(group_names)
+                sysmeta = {'shelved_at': now.isoformat(),
+                           'shelved_host': rng.choice(groups[group]),
+                           'shelved_storage_group': group,
+                           'shelved_disk': '%s/disk' % values['uuid']}
+                values.update(vm_state='shelved_offloaded',
+                              task_state='unshelving')
+            else:
+                sysmeta = {}
+                values.update(vm_state='building', task_state='scheduling')
+            db.instance_create(values, system_metadata=sysmeta)
+            instances[kind].append(values['uuid'])
+    return instances
+
+
+class _TimedScheduler(scheduler_mod.Scheduler):
+    """The conductor's scheduler, recording how long ``up_host_states``
+    (the database read) took inside each ``select_destinations``."""
+
+    last_states_seconds = 0.0
+
+    def up_host_states(self):
+        t0 = time.perf_counter()
+        try:
+            return super().up_host_states()
+        finally:
+            self.last_states_seconds = time.perf_counter() - t0
+
+
+def _decide(scheduler, conductor, db, instance_uuid: str) -> tuple:
+    """One decision as the conductor makes it; (host, t0, t1, t2)."""
+    instance = db.instance_get(instance_uuid)
+    t0 = time.perf_counter()
+    candidates = scheduler.select_destinations(instance, {})
+    t1 = time.perf_counter()
+    host = conductor._claim_first_fit(instance, candidates)
+    t2 = time.perf_counter()
+    if host is None:
+        raise RuntimeError('no host for %s' % instance_uuid)
+    return instance, host, t0, t1, t2
+
+
+def _measure(db, instances: list[str]) -> dict:
+    scheduler = _TimedScheduler(db)
+    conductor = conductor_manager.ConductorManager(db, None, scheduler)
+    total, states, rest, claim, in_memory = [], [], [], [], []
+    cached = scheduler.up_host_states()
+    for instance_uuid in instances:
+        instance, host, t0, t1, t2 = _decide(scheduler, conductor, db,
+                                             instance_uuid)
+        total.append(t2 - t0)
+        states.append(scheduler.last_states_seconds)
+        rest.append(t1 - t0 - scheduler.last_states_seconds)
+        claim.append(t2 - t1)
+        db.release_claim(instance_uuid)
+        spec = scheduler.request_spec(instance, {})
+        t3 = time.perf_counter()
+        host_state.filter_and_weigh(cached, spec, scheduler.filters,
+                                    scheduler.weighers)
+        in_memory.append(time.perf_counter() - t3)
+    result = {
+        'requests': len(instances),
+        'decision_ms': common.summary([t * 1000 for t in total]),
+        'host_states_ms': common.summary([t * 1000 for t in states]),
+        'filter_weigh_ms': common.summary([t * 1000 for t in rest]),
+        'claim_ms': common.summary([t * 1000 for t in claim]),
+        'filter_weigh_in_memory_ms': common.summary(
+            [t * 1000 for t in in_memory]),
+        'claim_retries': conductor.stats.get('claim_retries', 0),
+    }
+    for key in list(result):
+        if key.endswith('_ms'):
+            result[key].pop('values', None)
+    return result
+
+
+def _profile(db, instances: list[str], path: str) -> dict | None:
+    """pyinstrument over the decisions alone (select + claim)."""
+    try:
+        import pyinstrument
+    except ImportError:
+        return None
+    scheduler = scheduler_mod.Scheduler(db)
+    conductor = conductor_manager.ConductorManager(db, None, scheduler)
+    profiler = pyinstrument.Profiler(interval=0.0005)
+    for instance_uuid in instances:
+        instance = db.instance_get(instance_uuid)
+        profiler.start()
+        candidates = scheduler.select_destinations(instance, {})
+        conductor._claim_first_fit(instance, candidates)
+        profiler.stop()
+        db.release_claim(instance_uuid)
+    with open(path, 'w') as f:
+        f.write(profiler.output_text(unicode=False, color=False,
+                                     show_all=False))
+    return {'profile': os.path.basename(path),
+            'profile_top': _top_functions(profiler),
+            'profile_by_area': _by_area(profiler)}
+
+
+def _self_times(profiler) -> dict[tuple[str, str, int], float]:
+    """Self time per (file, function, line) over the profiled session."""
+    totals: dict[tuple[str, str, int], float] = {}
+    root = profiler.last_session.root_frame()
+
+    def walk(frame, parent):
+        if frame.is_synthetic_leaf:  # "[self]": time of the parent itself
+            owner = parent
+        elif not frame.children:
+            owner = frame
+        else:
+            owner = None
+        if owner is not None:
+            key = (owner.file_path or '?', owner.function or '?',
+                   owner.line_no or 0)
+            totals[key] = totals.get(key, 0.0) + frame.time
+        for child in frame.children:
+            walk(child, frame)
+
+    if root is not None:
+        walk(root, None)
+    return totals
+
+
+def _top_functions(profiler, limit: int = 12) -> list[dict]:
+    totals = _self_times(profiler)
+    duration = sum(totals.values()) or 1.0
+    top = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+    return [{'function': '%s (%s:%d)' % (fn, _short(path), line),
+             'self_pct': round(100.0 * t / duration, 1)}
+            for (path, fn, line), t in top]
+
+
+_AREAS = (('sqlalchemy/orm', 'SQLAlchemy ORM (objects, identity map, '
+           'relationship loading)'),
+          ('sqlalchemy', 'SQLAlchemy Core/engine'),
+          ('sqlite3', 'sqlite3 driver'), ('psycopg2', 'psycopg2 driver'),
+          ('lifecycle/db', 'lifecycle/db queries'),
+          ('lifecycle/conductor/scheduler', 'Scheduler: HostState building'),
+          ('filters/', 'filters/ (filters, weighers, normalise, sort)'),
+          ('dataclasses', 'HostState dataclass __init__'),
+          ('<string>', 'HostState dataclass __init__'))
+
+
+def _area(path: str) -> str:
+    for needle, name in _AREAS:
+        if needle in path:
+            return name
+    return 'other (%s)' % _short(path)
+
+
+def _by_area(profiler) -> list[dict]:
+    areas: dict[str, float] = {}
+    for (path, _fn, _line), t in _self_times(profiler).items():
+        name = _area(path)
+        if name.startswith('other'):
+            name = 'other'
+        areas[name] = areas.get(name, 0.0) + t
+    duration = sum(areas.values()) or 1.0
+    return [{'area': k, 'pct': round(100.0 * v / duration, 1)}
+            for k, v in sorted(areas.items(), key=lambda kv: kv[1],
+                               reverse=True)]
+
+
+def _short(path: str) -> str:
+    for marker in ('site-packages/', '/work/main/', 'lib/python3'):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return os.path.basename(path)
+
+
+class CachedHostStates:
+    """What-if for the fix proposed in results.md, NOT the service's code:
+    host states read with lean Core queries (columns, not ORM objects),
+    cached for ``refresh`` seconds, indexed by storage group, and kept
+    current with the claims made through them (as Nova's HostManager
+    consumes from its cached HostStates). The claim itself stays the
+    database's conditional UPDATE, so a stale cache can cost a retry, never
+    an overcommitted host. Same filters, weighers and claim as the
+    conductor."""
+
+    def __init__(self, db, refresh: float = 1.0) -> None:
+        self.db = db
+        self.refresh = refresh
+        self.loaded_at = -1e9
+        self.load_seconds: list[float] = []
+        self.states: list[host_state.HostState] = []
+        self.by_host: dict[str, host_state.HostState] = {}
+        self.by_group: dict[str, list[host_state.HostState]] = {}
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        node = models.ComputeNode
+        cutoff = models.utcnow() - datetime.timedelta(
+            seconds=CONF.compute.service_down_time)
+        with self.db.session() as session:
+            nodes = session.execute(sa.select(
+                node.host, node.vcpus, node.vcpus_used, node.memory_mb,
+                node.reserved_memory_mb, node.memory_mb_used,
+                node.cpu_allocation_ratio, node.ram_allocation_ratio).where(
+                node.disabled.is_(False), node.last_seen_at >= cutoff)).all()
+            aggs = session.execute(sa.select(
+                models.Aggregate.id, models.Aggregate.name)).all()
+            members = session.execute(sa.select(
+                models.AggregateHost.aggregate_id,
+                models.AggregateHost.host)).all()
+            meta = session.execute(sa.select(
+                models.AggregateMetadata.aggregate_id,
+                models.AggregateMetadata.key,
+                models.AggregateMetadata.value)).all()
+        metadata: dict[int, dict] = {}
+        for agg_id, key, value in meta:
+            metadata.setdefault(agg_id, {})[key] = value
+        hosts_of: dict[int, list[str]] = {}
+        for agg_id, host in members:
+            hosts_of.setdefault(agg_id, []).append(host)
+        aggregates = {agg_id: host_state.Aggregate(
+            id=agg_id, name=name, hosts=sorted(hosts_of.get(agg_id, [])),
+            metadata=metadata.get(agg_id, {})) for agg_id, name in aggs}
+        of_host: dict[str, list] = {}
+        for agg_id, host in members:
+            of_host.setdefault(host, []).append(aggregates[agg_id])
+        states, by_group = [], {}
+        for (host, vcpus, vcpus_used, memory_mb, reserved, memory_used,
+             cpu_ratio, ram_ratio) in nodes:
+            usable = memory_mb - reserved
+            state = host_state.HostState(
+                host=host, aggregates=of_host.get(host, []),
+                vcpus_total=vcpus, vcpus_used=vcpus_used,
+                free_ram_mb=usable - memory_used,
+                total_usable_ram_mb=usable, cpu_allocation_ratio=cpu_ratio,
+                ram_allocation_ratio=ram_ratio)
+            states.append(state)
+            for agg in state.aggregates:
+                group = agg.metadata.get('storage_group')
+                if group:
+                    by_group.setdefault(group, []).append(state)
+        self.states = states
+        self.by_host = {s.host: s for s in states}
+        self.by_group = by_group
+        self.loaded_at = time.monotonic()
+        self.load_seconds.append(time.perf_counter() - t0)
+
+    def candidates(self, spec) -> list[host_state.HostState]:
+        if time.monotonic() - self.loaded_at > self.refresh:
+            self._load()
+        group = spec.get_scheduler_hint('storage_group')
+        if group:
+            return self.by_group.get(group, [])
+        return self.states
+
+    def consume(self, host: str, instance, sign: int = 1) -> None:
+        state = self.by_host.get(host)
+        if state is not None:
+            state.vcpus_used += sign * instance.vcpus
+            state.free_ram_mb -= sign * instance.memory_mb
+
+
+def _measure_cached(db, instances: list[str]) -> dict:
+    scheduler = scheduler_mod.Scheduler(db)
+    conductor = conductor_manager.ConductorManager(db, None, scheduler)
+    cache = CachedHostStates(db)
+    cache.candidates(scheduler.request_spec(db.instance_get(instances[0]),
+                                            {}))  # warm, as a running one
+    total = []
+    for instance_uuid in instances:
+        instance = db.instance_get(instance_uuid)
+        t0 = time.perf_counter()
+        spec = scheduler.request_spec(instance, {})
+        chosen = host_state.filter_and_weigh(
+            cache.candidates(spec), spec, scheduler.filters,
+            scheduler.weighers)
+        host = conductor._claim_first_fit(instance,
+                                          [s.host for s in chosen])
+        cache.consume(host, instance)
+        total.append(time.perf_counter() - t0)
+        db.release_claim(instance_uuid)
+        cache.consume(host, instance, -1)
+    decision = common.summary([t * 1000 for t in total])
+    decision.pop('values')
+    return {'decision_ms': decision,
+            'cache_load_ms': common.summary(
+                [t * 1000 for t in cache.load_seconds])['median'],
+            'cache_loads': len(cache.load_seconds)}
+
+
+def _databases(opts, work: str):
+    yield 'sqlite', 'sqlite:///%s' % os.path.join(work, 'sched.sqlite'), None
+    if opts.postgresql:
+        from tests.integration import conftest as it
+        server = it.DatabaseServer('postgresql')
+        try:
+            yield 'postgresql', server.create(), server
+        finally:
+            server.drop_all()
+
+
+def run(opts) -> dict:
+    work = common.make_work_dir(opts.work_dir, 'sched-')
+    profile_dir = opts.profile_dir
+    CONF.set_override('service_down_time', 365 * 86400, group='compute')
+    section = {'group_size': GROUP_SIZE, 'host_counts': opts.sched_hosts,
+               'targets_ms_p50': {str(k): v for k, v in TARGETS_MS.items()},
+               'results': []}
+    try:
+        for backend, url, _server in _databases(opts, work):
+            for hosts in opts.sched_hosts:
+                requests = opts.sched_requests.get(hosts, 50)
+                if backend == 'sqlite':
+                    path = os.path.join(work, 'sched-%d.sqlite' % hosts)
+                    url = 'sqlite:///%s' % path
+                elif hosts != opts.sched_hosts[0]:
+                    url = _server.create()
+                db = db_api.Database(url)
+                try:
+                    migration.sync(db)
+                    t0 = time.monotonic()
+                    instances = _populate(db, hosts, requests,
+                                          random.Random(hosts))
+                    populate = time.monotonic() - t0
+                    for kind in ('unshelve', 'boot'):
+                        measured = _measure(db, instances[kind])
+                        measured.update(database=backend, hosts=hosts,
+                                        request=kind,
+                                        populate_seconds=populate)
+                        measured['what_if_cached'] = _measure_cached(
+                            db, instances[kind])
+                        limit = TARGETS_MS.get(hosts)
+                        if (profile_dir and limit is not None and
+                                measured['decision_ms']['median'] > limit):
+                            # Missed: where does the time go?
+                            measured.update(_profile(
+                                db, instances[kind][:10],
+                                os.path.join(profile_dir,
+                                             'scheduler-%s-%s-%d.txt' % (
+                                                 backend, kind, hosts)))
+                                or {})
+                        section['results'].append(measured)
+                        common.log(
+                            '  %s %5d hosts %-8s p50 %.2f ms p99 %.2f ms '
+                            '(host states %.2f, filter+weigh %.2f, claim '
+                            '%.2f; in memory %.2f; what-if cached %.2f)',
+                            backend, hosts, kind,
+                            measured['decision_ms']['median'],
+                            measured['decision_ms']['p99'],
+                            measured['host_states_ms']['median'],
+                            measured['filter_weigh_ms']['median'],
+                            measured['claim_ms']['median'],
+                            measured['filter_weigh_in_memory_ms']['median'],
+                            measured['what_if_cached']['decision_ms'][
+                                'median'])
+                finally:
+                    db.dispose()
+    finally:
+        CONF.clear_override('service_down_time', group='compute')
+        shutil.rmtree(work, ignore_errors=True)
+    return section
