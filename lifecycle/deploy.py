@@ -181,15 +181,20 @@ def build_compute_service(transport: messaging.Transport,
                           instances_path: str, driver, image_service, *,
                           vcpus: int | None = None,
                           memory_mb: int | None = None,
-                          images_type: str | None = None) -> service.Service:
+                          images_type: str | None = None,
+                          storage_group: str | None = None
+                          ) -> service.Service:
     """The compute service of ``host`` (not started).
 
     ``instances_path`` is the host's view of its storage group's shared
     storage; ``vcpus``/``memory_mb`` default to ``[compute]`` (0: what the
-    hypervisor reports).
+    hypervisor reports). The backend is ``images_type``, else the one of
+    ``storage_group`` (``rbd`` for a Ceph group, else ``[libvirt]
+    images_type``).
     """
-    backend = storage.load_backend(images_type or CONF.libvirt.images_type,
-                                   make_dir(instances_path))
+    backend = storage.load_backend(
+        images_type or storage.backend_name(storage_group),
+        make_dir(instances_path), storage_group=storage_group)
     manager = compute_manager.ComputeManager(
         host, db, driver, backend, image_service,
         vcpus=CONF.compute.vcpus if vcpus is None else vcpus,

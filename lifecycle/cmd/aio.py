@@ -78,7 +78,7 @@ class AllInOne:
             self.services.append(deploy.build_compute_service(
                 self.transport, self.db, host, self.storage_path(group),
                 self.driver, self.images, vcpus=CONF.aio.host_vcpus,
-                memory_mb=CONF.aio.host_memory_mb))
+                memory_mb=CONF.aio.host_memory_mb, storage_group=group))
         self.services.append(
             deploy.build_conductor_service(self.transport, self.db))
         for svc in self.services:

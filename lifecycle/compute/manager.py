@@ -22,7 +22,6 @@ undefined; the image id before the retained disk is deleted; task_state
 
 import contextlib
 import datetime
-import os
 
 import oslo_messaging as messaging
 from oslo_concurrency import lockutils
@@ -32,19 +31,19 @@ from oslo_utils import timeutils
 from lifecycle import exception
 from lifecycle import notifications
 from lifecycle import states
-from lifecycle.compute import offload
+from lifecycle.compute import flows
 from lifecycle.compute import volumes
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import models
+from lifecycle.flows import engine as flow_engine
 from lifecycle.virt import domain_xml
 from lifecycle import volume
 
 LOG = logging.getLogger(__name__)
 
-SHELVED_KEYS = ('shelved_at', 'shelved_host', 'shelved_storage_group',
-                'shelved_disk', 'shelved_image_id')
-RETAINED_DISK_KEYS = ('shelved_storage_group', 'shelved_disk')
+SHELVED_KEYS = flows.SHELVED_KEYS
+RETAINED_DISK_KEYS = flows.RETAINED_DISK_KEYS
 
 
 def instance_lock(instance_uuid: str):
@@ -70,11 +69,46 @@ class ComputeManager:
         # run image-backed instances only.
         self.volume_api = volume_api or volume.get_volume_api()
         self.root_volumes = volumes.RootVolume(db, self.volume_api, host)
+        self.flows = flow_engine.FlowRunner(db, 'compute:%s' % host,
+                                            flows.FACTORIES)
+        # instance uuid -> the row the running flow's last update committed
+        # (set and taken under the instance's lock).
+        self.committed: dict = {}
 
     # -- service hooks ----------------------------------------------------
 
     def init_host(self) -> None:
         self.report_capacity()
+        self.resume_interrupted_flows()
+
+    def resume_interrupted_flows(self) -> None:
+        """Before this host takes requests: finish (or revert) the flows a
+        crash interrupted, then carry on with what they led to (an offload
+        after a shelve, an upload after a full-mode offload). A flow that
+        fails now ends like any failed operation: reverted, with a fault."""
+        for book in self.flows.unfinished():
+            instance_uuid = book.meta.get('instance_uuid')
+            kind = book.meta.get('kind')
+            with (instance_lock(instance_uuid),
+                  self._fault_on_error(
+                      instance_uuid,
+                      vm_state=states.ERROR if kind == 'spawn' else None)):
+                self.flows.resume(book, self)
+            self.committed.pop(instance_uuid, None)
+            self._continue_after(instance_uuid)
+
+    def _continue_after(self, instance_uuid: str) -> None:
+        try:
+            instance = self.db.instance_get(instance_uuid)
+        except exception.InstanceNotFound:
+            return
+        if (instance.vm_state == states.SHELVED and
+                instance.task_state == states.SHELVING_OFFLOADING):
+            self.shelve_offload_instance(None, instance_uuid)
+        elif (instance.vm_state == states.SHELVED_OFFLOADED and
+              instance.task_state == states.SHELVING_IMAGE_UPLOADING and
+              instance.system_metadata.get('shelved_host') == self.host):
+            self.offload_retained_disk(None, instance_uuid)
 
     def report_capacity(self) -> None:
         """Capacity and heartbeat; the scheduler skips silent hosts."""
@@ -156,36 +190,21 @@ class ComputeManager:
             instance_uuid, CONF.shutdown_timeout if clean_shutdown else 0)
 
     # -- endpoints --------------------------------------------------------
+    # Each endpoint runs one persisted flow (compute/flows.py) under the
+    # instance's lock; notifications and the fault record wrap the flow.
+
+    def _run_flow(self, kind: str, instance_uuid: str, **store) -> None:
+        self.committed.pop(instance_uuid, None)
+        self.flows.run(kind, self, dict(store, instance_uuid=instance_uuid))
 
     def build_and_run_instance(self, context, instance_uuid: str) -> None:
         with (instance_lock(instance_uuid),
               self._fault_on_error(instance_uuid, vm_state=states.ERROR),
               notifications.instance_action(self, context, instance_uuid,
                                             'create') as action):
-            instance = self.db.instance_get(instance_uuid)
-            image_id = instance.image_ref
-            try:
-                if volumes.is_volume_backed(instance):
-                    disk = self.root_volumes.attach(instance)
-                else:
-                    self.storage.ensure_base(
-                        image_id, lambda path: self.image_service.download(
-                            image_id, path))
-                    disk = self.storage.create_root_disk(
-                        instance.uuid, image_id, instance.root_gb)
-                self.driver.spawn(self._domain_spec(instance, disk))
-            except Exception:
-                # The claim and the domain go; the disk stays for delete.
-                self.driver.undefine(instance.uuid)
-                self.db.release_claim(instance.uuid)
-                raise
-            action.instance = self.db.instance_update(
-                instance.uuid,
-                {'vm_state': states.ACTIVE, 'task_state': None,
-                 'power_state': states.RUNNING,
-                 'launched_at': timeutils.utcnow()},
-                expected_task_state=states.SPAWNING, action='spawn')
-            LOG.info('Instance %s spawned on %s', instance.uuid, self.host)
+            self._run_flow('spawn', instance_uuid)
+            action.instance = self.committed.pop(instance_uuid, None)
+            LOG.info('Instance %s spawned on %s', instance_uuid, self.host)
 
     def start_instance(self, context, instance_uuid: str) -> None:
         with instance_lock(instance_uuid), self._fault_on_error(
@@ -213,81 +232,36 @@ class ComputeManager:
               self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve') as action):
-            self._power_off(instance_uuid, clean_shutdown)
-            action.instance = self.db.instance_update(
-                instance_uuid,
-                {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
-                 'task_state': (states.SHELVING_OFFLOADING if offload_now
-                                else None)},
-                expected_task_state=states.SHELVING, action='shelve',
-                system_metadata={
-                    'shelved_at': timeutils.utcnow().isoformat(),
-                    'shelved_host': self.host})
+            self._run_flow('shelve', instance_uuid,
+                           clean_shutdown=clean_shutdown,
+                           offload_now=offload_now)
+            action.instance = self.committed.pop(instance_uuid, None)
         if offload_now:
             self.shelve_offload_instance(context, instance_uuid,
                                          clean_shutdown=clean_shutdown)
 
     def shelve_offload_instance(self, context, instance_uuid: str,
                                 clean_shutdown: bool = True) -> None:
+        full = False
         with (instance_lock(instance_uuid),
               self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve_offload') as action):
-            self._power_off(instance_uuid, clean_shutdown)
             instance = self.db.instance_get(instance_uuid)
             if volumes.is_volume_backed(instance):
-                action.instance = self._offload_volume_backed(instance)
-                return
-            disk = self.storage.disk_info(instance_uuid)
-            group = self.db.storage_group_of_host(self.host)
-            # Where the disk is must be durable before the domain, the only
-            # other record of it, is undefined.
-            self.db.instance_update(
-                instance_uuid, {},
-                expected_task_state=states.SHELVING_OFFLOADING,
-                action='shelveOffload',
-                system_metadata={
-                    'shelved_host': self.host,
-                    'shelved_storage_group': group,
-                    'shelved_disk': os.path.relpath(
-                        disk.path, self.storage.instances_path)})
-            self.driver.undefine(instance_uuid)
-            self.db.release_claim(instance_uuid)
-            full = CONF.shelve.offload_mode == 'full'
-            action.instance = self.db.instance_update(
-                instance_uuid,
-                {'vm_state': states.SHELVED_OFFLOADED,
-                 'task_state': (states.SHELVING_IMAGE_UPLOADING if full
-                                else None),
-                 'power_state': states.NOSTATE, 'host': None},
-                expected_task_state=states.SHELVING_OFFLOADING,
-                action='shelveOffload')
-            LOG.info('Instance %s offloaded from %s; root disk %s kept in '
-                     'storage group %s', instance_uuid, self.host, disk.path,
-                     group)
+                # No disk here, so no upload either: the offload mode does
+                # not apply.
+                self._run_flow('shelve_offload_volume', instance_uuid,
+                               clean_shutdown=clean_shutdown, full=False)
+            else:
+                full = CONF.shelve.offload_mode == 'full'
+                self._run_flow('shelve_offload', instance_uuid,
+                               clean_shutdown=clean_shutdown, full=full)
+            action.instance = self.committed.pop(instance_uuid, None)
+            LOG.info('Instance %s offloaded from %s; its root disk stays in '
+                     'its storage group', instance_uuid, self.host)
         if full:
             self.offload_retained_disk(context, instance_uuid)
-
-    def _offload_volume_backed(self, instance: models.Instance
-                               ) -> models.Instance:
-        """Guest and claim go; the volume stays, reserved for the instance
-        without connector. No disk here, so no upload either (the offload
-        mode does not apply)."""
-        self.driver.undefine(instance.uuid)
-        self.db.release_claim(instance.uuid)
-        self.root_volumes.reserve(
-            instance, expected_task_state=states.SHELVING_OFFLOADING,
-            action='shelveOffload')
-        offloaded = self.db.instance_update(
-            instance.uuid,
-            {'vm_state': states.SHELVED_OFFLOADED, 'task_state': None,
-             'power_state': states.NOSTATE, 'host': None},
-            expected_task_state=states.SHELVING_OFFLOADING,
-            action='shelveOffload',
-            system_metadata={'shelved_host': self.host})
-        LOG.info('Instance %s offloaded from %s; root volume %s kept',
-                 instance.uuid, self.host, volumes.root_volume_id(instance))
-        return offloaded
 
     def offload_retained_disk(self, context, instance_uuid: str,
                               next_task_state: str | None = None) -> None:
@@ -301,22 +275,9 @@ class ComputeManager:
               self._fault_on_error(instance_uuid, reraise=True),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve_offload') as action):
-            instance = self.db.instance_get(instance_uuid)
-            image = offload.upload_retained_disk(self.storage,
-                                                 self.image_service, instance)
-            self.db.instance_update(
-                instance_uuid, {},
-                expected_task_state=states.SHELVING_IMAGE_UPLOADING,
-                action='shelveOffload',
-                system_metadata={'shelved_image_id': image['id']})
-            freed = self.storage.delete(instance_uuid)
-            action.instance = self.db.instance_update(
-                instance_uuid, {'task_state': next_task_state},
-                expected_task_state=states.SHELVING_IMAGE_UPLOADING,
-                action='shelveOffload',
-                system_metadata=dict.fromkeys(RETAINED_DISK_KEYS))
-            LOG.info('Instance %s fully offloaded to image %s; %d bytes of '
-                     'retained disk freed', instance_uuid, image['id'], freed)
+            self._run_flow('full_offload', instance_uuid,
+                           next_task_state=next_task_state)
+            action.instance = self.committed.pop(instance_uuid, None)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict | None = None) -> None:
@@ -324,41 +285,52 @@ class ComputeManager:
         claimed this host; failures are re-raised so it can try another."""
         with instance_lock(instance_uuid):
             instance = self.db.instance_get(instance_uuid)
+            if (instance.vm_state == states.ACTIVE and
+                    instance.host == self.host and
+                    instance.task_state is None):
+                return  # a resumed conductor asking again: done already
             if instance.vm_state == states.SHELVED:
                 with (self._fault_on_error(instance_uuid),
                       notifications.instance_action(
                           self, context, instance_uuid, 'unshelve') as action):
-                    self.driver.power_on(instance_uuid)
-                    action.instance = self._finish_unshelve(instance_uuid)
+                    self._run_flow('unshelve_shelved', instance_uuid)
+                    action.instance = self.committed.pop(instance_uuid, None)
                 return
             with notifications.instance_action(self, context, instance_uuid,
                                                'unshelve') as action:
-                if instance.claimed_host != self.host:
-                    raise exception.Conflict(
-                        reason='instance %s holds no claim on host %s' %
-                        (instance_uuid, self.host))
-                shelved_image = instance.system_metadata.get(
-                    'shelved_image_id')
-                volume_backed = volumes.is_volume_backed(instance)
-                try:
-                    if volume_backed:
-                        disk = self.root_volumes.attach(instance)
-                    elif instance.system_metadata.get('shelved_disk'):
-                        disk = self.storage.disk_info(instance_uuid)
-                    else:
-                        disk = self._root_disk_from_image(instance,
-                                                          shelved_image)
-                    self.driver.spawn(self._domain_spec(instance, disk))
-                except Exception:
-                    self.driver.undefine(instance_uuid)
-                    if volume_backed:
-                        self._reserve_again(instance_uuid)
-                    raise
-                action.instance = self._finish_unshelve(instance_uuid)
-            LOG.info('Instance %s unshelved on %s from %s', instance_uuid,
-                     self.host, disk.path)
-            if shelved_image:
-                self._delete_shelved_image(instance_uuid, shelved_image)
+                self._run_flow('unshelve', instance_uuid,
+                               shelved_image_id=instance.system_metadata.get(
+                                   'shelved_image_id'))
+                action.instance = self.committed.pop(instance_uuid, None)
+            LOG.info('Instance %s unshelved on %s', instance_uuid, self.host)
+
+    def terminate_instance(self, context, instance_uuid: str) -> None:
+        with (instance_lock(instance_uuid),
+              self._fault_on_error(instance_uuid),
+              notifications.instance_action(self, context, instance_uuid,
+                                            'delete')):
+            self._run_flow('delete', instance_uuid)
+            LOG.info('Instance %s deleted', instance_uuid)
+
+    # -- steps the flows share ----------------------------------------------
+
+    def _prepare_root_disk(self, instance: models.Instance):
+        if volumes.is_volume_backed(instance):
+            return self.root_volumes.attach(instance)
+        image_id = instance.image_ref
+        self.storage.ensure_base(
+            image_id, lambda path: self.image_service.download(image_id,
+                                                               path))
+        return self.storage.create_root_disk(instance.uuid, image_id,
+                                             instance.root_gb)
+
+    def _unshelve_disk(self, instance: models.Instance):
+        if volumes.is_volume_backed(instance):
+            return self.root_volumes.attach(instance)
+        if instance.system_metadata.get('shelved_disk'):
+            return self.storage.disk_info(instance.uuid)
+        return self._root_disk_from_image(
+            instance, instance.system_metadata.get('shelved_image_id'))
 
     def _reserve_again(self, instance_uuid: str) -> None:
         """After a failed unshelve here, the volume goes back to a reserved
@@ -412,20 +384,3 @@ class ComputeManager:
                         instance_uuid, self.host)
             self.driver.undefine(instance_uuid)
             raise
-
-    def terminate_instance(self, context, instance_uuid: str) -> None:
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid),
-              notifications.instance_action(self, context, instance_uuid,
-                                            'delete')):
-            self.driver.undefine(instance_uuid)
-            self.db.release_claim(instance_uuid)
-            freed = self.storage.delete(instance_uuid)
-            instance = self.db.instance_get(instance_uuid)
-            if volumes.is_volume_backed(instance):
-                # Attachment (and volume) go before the record does: a
-                # failure leaves the instance, with a fault, to delete again.
-                self.root_volumes.release(instance)
-            self.db.instance_mark_deleted(instance_uuid)
-            LOG.info('Instance %s deleted; %d bytes of disk freed',
-                     instance_uuid, freed)

@@ -13,7 +13,6 @@ from oslo_log import log as logging
 
 from lifecycle.db import models
 from lifecycle.storage import base
-from lifecycle.storage import images
 from lifecycle.storage import paths
 
 LOG = logging.getLogger(__name__)
@@ -29,11 +28,12 @@ def shelved_image_name(instance: models.Instance) -> str:
 def upload_retained_disk(storage: base.StorageBackend, image_service,
                          instance: models.Instance) -> dict:
     """Upload the instance's root disk; returns the verified image."""
-    disk = storage.disk_info(instance.uuid)
-    staging = os.path.join(storage.instance_dir(instance.uuid), UPLOAD_FILE)
+    storage.disk_info(instance.uuid)  # RetainedDiskNotFound before work
+    # The backend reads its own disk (a file, or an RBD image for rbd).
+    staging = storage.scratch_path(instance.uuid, UPLOAD_FILE)
     paths.remove_quietly(staging)  # a crashed earlier attempt's copy
     try:
-        images.convert(disk.path, staging, disk.format, 'qcow2', sparse=True)
+        storage.export_disk(instance.uuid, staging, 'qcow2')
         LOG.info('Uploading the root disk of instance %s (%d bytes '
                  'flattened)', instance.uuid, os.path.getsize(staging))
         return image_service.upload(
@@ -43,3 +43,21 @@ def upload_retained_disk(storage: base.StorageBackend, image_service,
              'base_image_ref': instance.image_ref or ''})
     finally:
         paths.remove_quietly(staging)
+
+
+def delete_unrecorded_images(image_service, instance: models.Instance) -> int:
+    """Delete this instance's shelved images that no record names: left by
+    an upload that was interrupted (its id never reached the database).
+    Called before a (resumed) upload, while the retained disk is still the
+    instance's data; returns how many went."""
+    recorded = instance.system_metadata.get('shelved_image_id')
+    name = shelved_image_name(instance)
+    deleted = 0
+    for image in image_service.list(name=name):
+        if (image.get('id') != recorded and
+                (image.get('properties') or {}).get('instance_uuid') ==
+                instance.uuid):
+            LOG.info('Deleting image %s of an interrupted upload of '
+                     'instance %s', image['id'], instance.uuid)
+            deleted += image_service.delete(image['id'])
+    return deleted

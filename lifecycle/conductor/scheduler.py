@@ -3,11 +3,31 @@ nova-scheduler can load from ``filters/``, over host states built from the
 database.
 
 Selection is advisory: the conductor still claims each candidate atomically
-(``Database.claim``), so two requests that pick the same host cannot both
-take its last capacity.
+(``Database.claim``, a conditional UPDATE), so two requests that pick the
+same host -- in one conductor or in several -- cannot both take its last
+capacity.
+
+Where the host states come from, per request:
+
+* a request that can only use a few hosts -- an unshelve whose retained
+  disk is in a storage group, or one pinned to a host -- reads just those
+  hosts from the database (their capacity and their aggregates, a few
+  indexed queries). This is the storage-group pre-filter (as Nova turns
+  aggregate constraints into Placement ``member_of`` before its filters
+  run); HostAggregateGroupFilter still runs on the result;
+* any other request (a boot, an unshelve of a fully offloaded instance)
+  uses :class:`HostStateCache`: every host's HostState kept in memory, as
+  Nova's HostManager does, and brought up to date before each request from
+  the rows written since the last one (a fingerprint query tells whether
+  anything changed at all).
+
+Both give the same hosts, in the same order (compute node id), as reading
+every node afresh would.
 """
 
 import datetime
+import threading
+import time
 
 from oslo_log import log as logging
 from oslo_utils import timeutils
@@ -23,6 +43,112 @@ from lifecycle.db import models
 LOG = logging.getLogger(__name__)
 
 
+def _aggregates_by_host(memberships) -> dict[str, list[host_state.Aggregate]]:
+    by_host: dict[str, list[host_state.Aggregate]] = {}
+    for agg_id, name, hosts, metadata in memberships:
+        aggregate = host_state.Aggregate(id=agg_id, name=name, hosts=hosts,
+                                         metadata=metadata)
+        for host in hosts:
+            by_host.setdefault(host, []).append(aggregate)
+    return by_host
+
+
+def _host_state(row, aggregates: list) -> host_state.HostState:
+    usable_ram = row.memory_mb - row.reserved_memory_mb
+    return host_state.HostState(
+        host=row.host, aggregates=aggregates, vcpus_total=row.vcpus,
+        vcpus_used=row.vcpus_used,
+        free_ram_mb=usable_ram - row.memory_mb_used,
+        total_usable_ram_mb=usable_ram,
+        cpu_allocation_ratio=row.cpu_allocation_ratio,
+        ram_allocation_ratio=row.ram_allocation_ratio)
+
+
+def _up_cutoff() -> datetime.datetime:
+    return timeutils.utcnow() - datetime.timedelta(
+        seconds=CONF.compute.service_down_time)
+
+
+class HostStateCache:
+    """Every compute node's HostState, kept current between requests.
+
+    Before each use, two cheap aggregate queries (``fingerprint``s) tell
+    whether the aggregates or the compute nodes changed since the last
+    use. Aggregates are re-read whole when they did (they change rarely,
+    and every change is serialized under the aggregate lock). Compute node
+    rows are re-read when written at or after the last write already seen
+    minus ``MARGIN`` -- claims from other processes can commit a little
+    out of timestamp order -- and all of them when a node was added or
+    removed, or every ``FULL_REFRESH`` seconds. A host state that is stale
+    in spite of this can only cost a claim retry: the claim is checked by
+    the database.
+    """
+
+    MARGIN = datetime.timedelta(seconds=5)
+    FULL_REFRESH = 60.0
+
+    def __init__(self, db: db_api.Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._aggregate_fp: tuple | None = None
+        self._node_fp: tuple | None = None
+        self._loaded_at = float('-inf')
+        self._by_host: dict[str, list[host_state.Aggregate]] = {}
+        # (HostState, disabled, last_seen_at) per host, in node id order.
+        self._entries: list[tuple] = []
+        self._index: dict[str, int] = {}
+
+    def up_host_states(self) -> list[host_state.HostState]:
+        """Host states of enabled hosts seen within service_down_time."""
+        with self._lock:
+            self._refresh()
+            entries = self._entries
+        cutoff = _up_cutoff()
+        return [state for state, disabled, seen in entries
+                if not disabled and seen is not None and seen >= cutoff]
+
+    def _refresh(self) -> None:
+        full = time.monotonic() - self._loaded_at > self.FULL_REFRESH
+        aggregate_fp = self.db.aggregate_fingerprint()
+        node_fp = self.db.compute_node_fingerprint()
+        if full or aggregate_fp != self._aggregate_fp:
+            self._by_host = _aggregates_by_host(
+                self.db.aggregate_memberships())
+            self._aggregate_fp = aggregate_fp
+            self._load_all(node_fp)
+        elif node_fp[:2] != self._node_fp[:2]:  # nodes added or removed
+            self._load_all(node_fp)
+        elif node_fp != self._node_fp:
+            since = self._node_fp[2]
+            rows = self.db.compute_node_states(
+                changed_since=since - self.MARGIN if since else None)
+            # Copy on write: a request still filtering the previous list
+            # keeps consistent (if older) host states.
+            entries = list(self._entries)
+            for row in rows:
+                index = self._index.get(row.host)
+                if index is None:  # replaced meanwhile: start over
+                    self._load_all(node_fp)
+                    return
+                entries[index] = (
+                    _host_state(row, self._by_host.get(row.host, [])),
+                    row.disabled, row.last_seen_at)
+            LOG.debug('Host state cache: %d changed compute nodes re-read',
+                      len(rows))
+            self._entries = entries
+            self._node_fp = node_fp
+
+    def _load_all(self, node_fp: tuple) -> None:
+        rows = self.db.compute_node_states()
+        self._entries = [
+            (_host_state(row, self._by_host.get(row.host, [])),
+             row.disabled, row.last_seen_at) for row in rows]
+        self._index = {row.host: i for i, row in enumerate(rows)}
+        self._node_fp = node_fp
+        self._loaded_at = time.monotonic()
+        LOG.debug('Host state cache: loaded %d compute nodes', len(rows))
+
+
 class Scheduler:
     def __init__(self, db: db_api.Database) -> None:
         self.db = db
@@ -33,34 +159,22 @@ class Scheduler:
                 CONF.filter_scheduler.shelved_host_weight_multiplier),
             weighers.FreeRamWeigher(
                 CONF.filter_scheduler.ram_weight_multiplier)]
+        self.host_states = HostStateCache(db)
 
     def up_host_states(self) -> list[host_state.HostState]:
         """Host states of enabled compute hosts that reported recently."""
-        cutoff = timeutils.utcnow() - datetime.timedelta(
-            seconds=CONF.compute.service_down_time)
-        by_host: dict[str, list[host_state.Aggregate]] = {}
-        for agg in self.db.aggregate_get_all():
-            aggregate = host_state.Aggregate(
-                id=agg.id, name=agg.name, hosts=agg.host_names,
-                metadata=agg.metadata_dict)
-            for host in agg.host_names:
-                by_host.setdefault(host, []).append(aggregate)
-        return [self._host_state(node, by_host.get(node.host, []))
-                for node in self.db.compute_node_get_all()
-                if not node.disabled and node.last_seen_at and
-                node.last_seen_at >= cutoff]
+        return self.host_states.up_host_states()
 
-    @staticmethod
-    def _host_state(node: models.ComputeNode,
-                    aggregates: list) -> host_state.HostState:
-        usable_ram = node.memory_mb - node.reserved_memory_mb
-        return host_state.HostState(
-            host=node.host, aggregates=aggregates, vcpus_total=node.vcpus,
-            vcpus_used=node.vcpus_used,
-            free_ram_mb=usable_ram - node.memory_mb_used,
-            total_usable_ram_mb=usable_ram,
-            cpu_allocation_ratio=node.cpu_allocation_ratio,
-            ram_allocation_ratio=node.ram_allocation_ratio)
+    def up_host_states_of(self, *, hosts: list[str] | None = None,
+                          storage_group: str | None = None
+                          ) -> list[host_state.HostState]:
+        """As :meth:`up_host_states`, for the given hosts or the hosts of
+        a storage group only, read afresh from the database."""
+        rows = self.db.compute_node_states(
+            hosts=hosts, storage_group=storage_group, up_since=_up_cutoff())
+        by_host = _aggregates_by_host(
+            self.db.aggregate_memberships([r.host for r in rows]))
+        return [_host_state(row, by_host.get(row.host, [])) for row in rows]
 
     @staticmethod
     def request_spec(instance: models.Instance,
@@ -81,15 +195,21 @@ class Scheduler:
 
     def _candidates(self, instance: models.Instance,
                     request: dict) -> list[host_state.HostState]:
-        states = self.up_host_states()
         sysmeta = instance.system_metadata
         pinned = request.get('requested_host')
         if (not pinned and sysmeta.get('shelved_disk') and
                 not sysmeta.get('shelved_storage_group')):
             # A disk outside any storage group is seen by its host only.
             pinned = sysmeta.get('shelved_host')
+        group = sysmeta.get('shelved_storage_group')
         if pinned:
-            states = [s for s in states if s.host == pinned]
+            states = self.up_host_states_of(hosts=[pinned])
+        elif group:
+            # The storage_group hint lets HostAggregateGroupFilter pass
+            # only this group's hosts: read just those.
+            states = self.up_host_states_of(storage_group=group)
+        else:
+            states = self.up_host_states()
         zone = request.get('availability_zone')
         if zone:
             states = [s for s in states if any(
@@ -126,9 +246,10 @@ class Scheduler:
         """Up hosts that see the instance's retained disk, original first."""
         sysmeta = instance.system_metadata
         group = sysmeta.get('shelved_storage_group')
-        up = {s.host for s in self.up_host_states()}
         hosts = (self.db.hosts_in_storage_group(group) if group
                  else [sysmeta.get('shelved_host')])
+        up = {s.host for s in self.up_host_states_of(
+            hosts=[h for h in hosts if h])}
         hosts = [h for h in hosts if h in up]
         original = sysmeta.get('shelved_host')
         return sorted(hosts, key=lambda h: h != original)

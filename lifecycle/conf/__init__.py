@@ -18,6 +18,7 @@ from lifecycle.conf import glance
 from lifecycle.conf import image
 from lifecycle.conf import libvirt
 from lifecycle.conf import notifications
+from lifecycle.conf import rbd
 from lifecycle.conf import scheduler
 from lifecycle.conf import service
 from lifecycle.conf import shelve
@@ -25,7 +26,7 @@ from lifecycle.conf import shelve
 CONF = cfg.CONF
 
 _MODULES = (default, service, api, aio, compute, image, glance, cinder,
-            libvirt, scheduler, notifications, shelve)
+            libvirt, rbd, scheduler, notifications, shelve)
 
 
 def register_all(conf: cfg.ConfigOpts) -> None:

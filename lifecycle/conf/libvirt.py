@@ -35,8 +35,11 @@ Possible values:
 
 * qcow2: a qcow2 overlay per instance over a raw base image in ``_base/``.
 * flat: a full raw copy of the image per instance.
+* rbd: a clone of a protected snapshot of the base image in a Ceph RBD pool
+  (settings in ``[rbd]``); the storage groups of ``[rbd] storage_groups``
+  use it whatever this option says.
 
-Related options: ``[DEFAULT] instances_path``.
+Related options: ``[DEFAULT] instances_path``, ``[rbd] storage_groups``.
 """),
     cfg.BoolOpt('fall_back_to_test_driver',
                 default=True,

@@ -392,6 +392,55 @@ class AggregatesMixin:
             aggregate.updated_at = models.utcnow()
         return aggregate
 
+    # -- what the scheduler reads ------------------------------------------
+
+    def aggregate_fingerprint(self) -> tuple:
+        """(count, max id, last change) of the aggregates: every change
+        (create, rename, metadata, hosts) sets ``updated_at`` under the
+        aggregate lock, so a change of membership or metadata always
+        changes this tuple."""
+        agg = models.Aggregate
+        with self.session() as session:
+            return tuple(session.execute(sa.select(
+                sa.func.count(agg.id), sa.func.max(agg.id),
+                sa.func.max(sa.func.coalesce(agg.updated_at,
+                                             agg.created_at)))).one())
+
+    def aggregate_memberships(self, hosts: Iterable[str] | None = None
+                              ) -> list[tuple[int, str, list[str], dict]]:
+        """(id, name, sorted host names, metadata) of every aggregate (only
+        those holding one of ``hosts``, when given), ordered by id; plain
+        values read with three small queries, no ORM objects."""
+        member = models.AggregateHost
+        meta = models.AggregateMetadata
+        agg = models.Aggregate
+        members_q = sa.select(member.aggregate_id, member.host)
+        aggs_q = sa.select(agg.id, agg.name).order_by(agg.id)
+        meta_q = sa.select(meta.aggregate_id, meta.key, meta.value).order_by(
+            meta.id)
+        if hosts is not None:
+            hosts = list(hosts)
+            if not hosts:
+                return []
+            ids = (sa.select(member.aggregate_id)
+                   .where(member.host.in_(hosts)).scalar_subquery())
+            members_q = members_q.where(member.aggregate_id.in_(ids))
+            aggs_q = aggs_q.where(agg.id.in_(ids))
+            meta_q = meta_q.where(meta.aggregate_id.in_(ids))
+        with self.session() as session:
+            aggregates = list(session.execute(aggs_q))
+            members = list(session.execute(members_q))
+            metadata_rows = list(session.execute(meta_q))
+        hosts_of: dict[int, list[str]] = {}
+        for agg_id, host in members:
+            hosts_of.setdefault(agg_id, []).append(host)
+        metadata: dict[int, dict[str, str]] = {}
+        for agg_id, key, value in metadata_rows:
+            metadata.setdefault(agg_id, {})[key] = value
+        return [(agg_id, name, sorted(hosts_of.get(agg_id, [])),
+                 metadata.get(agg_id, {}))
+                for agg_id, name in aggregates]
+
     def storage_group_of_host(self, host: str) -> str | None:
         """The ``storage_group`` metadata of the host's aggregates."""
         meta = models.AggregateMetadata

@@ -1,5 +1,8 @@
 """Flavors, compute hosts and the capacity claims on them."""
 
+import datetime
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 from oslo_db import exception as db_exc
 
@@ -69,6 +72,76 @@ class HostsMixin:
         with self.session() as session:
             return list(session.scalars(sa.select(models.ComputeNode)
                                         .order_by(models.ComputeNode.id)))
+
+    # -- what the scheduler reads ------------------------------------------
+    #
+    # Plain rows (no ORM objects): the scheduler builds its HostStates from
+    # these, per request for the few hosts a request can use, and keeps the
+    # rest cached (lifecycle.conductor.scheduler.HostStateCache).
+
+    @staticmethod
+    def _node_changed_at():
+        node = models.ComputeNode
+        return sa.func.coalesce(node.updated_at, node.created_at)
+
+    def compute_node_states(self, *, hosts: Iterable[str] | None = None,
+                            storage_group: str | None = None,
+                            up_since: datetime.datetime | None = None,
+                            changed_since: datetime.datetime | None = None
+                            ) -> list[sa.Row]:
+        """Capacity rows of compute nodes, ordered by id: ``id, host,
+        vcpus, vcpus_used, memory_mb, reserved_memory_mb, memory_mb_used,
+        cpu_allocation_ratio, ram_allocation_ratio, disabled, last_seen_at,
+        changed_at``.
+
+        ``hosts``: only these; ``storage_group``: only hosts of an aggregate
+        with that ``storage_group`` metadata; ``up_since``: only enabled
+        hosts seen at or after it; ``changed_since``: only rows written
+        (created, claimed, released, reported) at or after it.
+        """
+        node = models.ComputeNode
+        changed_at = self._node_changed_at()
+        query = sa.select(
+            node.id, node.host, node.vcpus, node.vcpus_used, node.memory_mb,
+            node.reserved_memory_mb, node.memory_mb_used,
+            node.cpu_allocation_ratio, node.ram_allocation_ratio,
+            node.disabled, node.last_seen_at,
+            changed_at.label('changed_at')).order_by(node.id)
+        if hosts is not None:
+            hosts = list(hosts)
+            if not hosts:
+                return []
+            query = query.where(node.host.in_(hosts))
+        if storage_group is not None:
+            meta = models.AggregateMetadata
+            query = query.where(node.host.in_(
+                sa.select(models.AggregateHost.host)
+                .join(meta, models.AggregateHost.aggregate_id ==
+                      meta.aggregate_id)
+                .where(meta.key == 'storage_group',
+                       meta.value == storage_group)))
+        if up_since is not None:
+            query = query.where(node.disabled.is_(False),
+                                node.last_seen_at >= up_since)
+        if changed_since is not None:
+            query = query.where(changed_at >= changed_since)
+        with self.session() as session:
+            return list(session.execute(query))
+
+    def compute_node_fingerprint(self) -> tuple:
+        """A cheap summary of the compute_nodes table that changes when a
+        node is added or removed, claimed, released, reported, disabled
+        or enabled: (count, max id, last write, vCPUs used, RAM used,
+        disabled count)."""
+        node = models.ComputeNode
+        with self.session() as session:
+            return tuple(session.execute(sa.select(
+                sa.func.count(node.id), sa.func.max(node.id),
+                sa.func.max(self._node_changed_at()),
+                sa.func.sum(node.vcpus_used),
+                sa.func.sum(node.memory_mb_used),
+                sa.func.sum(sa.case((node.disabled.is_(True), 1),
+                                    else_=0)))).one())
 
     def claim(self, instance_uuid: str, host: str) -> None:
         """Claim the instance's vCPU and RAM on ``host``, atomically.

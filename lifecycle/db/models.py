@@ -6,6 +6,7 @@ import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from taskflow.persistence.backends.sqlalchemy import tables as taskflow_tables
 
 
 def utcnow() -> datetime.datetime:
@@ -211,3 +212,9 @@ class InstanceFault(Base):
     host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
         sa.DateTime, default=utcnow)
+
+
+# TaskFlow's persistence tables (lifecycle/flows), in the same database and
+# metadata so that the migration check covers them; TaskFlow owns their
+# definition (migration 0002).
+TASKFLOW_TABLES = taskflow_tables.fetch(Base.metadata)

@@ -84,7 +84,9 @@ class LocalImageService:
                         {'path': meta_path, 'err': e})
             raise exception.ImageNotFound(image_id=image_id) from e
 
-    def list(self) -> list[dict]:
+    def list(self, **filters) -> list[dict]:
+        """Images oldest first; ``filters`` as Glance's: a key of the image
+        or of its properties must have the value."""
         found = []
         for entry in os.scandir(self.directory):
             stem, ext = os.path.splitext(entry.name)
@@ -99,6 +101,9 @@ class LocalImageService:
             except (OSError, ValueError) as e:
                 LOG.warning('Skipping unreadable image metadata %(path)s: '
                             '%(err)s', {'path': entry.path, 'err': e})
+        found = [m for m in found if all(
+            m.get(k, (m.get('properties') or {}).get(k)) == v
+            for k, v in filters.items())]
         return sorted(found, key=lambda m: (m.get('created_at') or '',
                                             m.get('id') or ''))
 

@@ -13,6 +13,8 @@ from stevedore import driver
 from stevedore import exception as stevedore_exc
 
 from lifecycle import exception
+from lifecycle.conf import CONF
+from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage.base import DiskInfo
 from lifecycle.storage.base import StorageBackend
 
@@ -23,13 +25,25 @@ NAMESPACE = 'lifecycle.storage.backends'
 _BUILTIN = {
     'qcow2': 'lifecycle.storage.qcow2:Qcow2Backend',
     'flat': 'lifecycle.storage.flat:FlatBackend',
+    'rbd': 'lifecycle.storage.rbd:RbdBackend',
 }
 
-__all__ = ['DiskInfo', 'StorageBackend', 'load_backend']
+__all__ = ['DiskInfo', 'StorageBackend', 'backend_name', 'load_backend']
 
 
-def load_backend(name: str, instances_path: str) -> StorageBackend:
-    """The storage backend ``name`` for the group storage ``instances_path``.
+def backend_name(storage_group: str | None) -> str:
+    """The backend of ``storage_group``: ``rbd`` for the groups of ``[rbd]
+    storage_groups``, else ``[libvirt] images_type``."""
+    if rbd_conf.is_rbd_group(CONF, storage_group):
+        return 'rbd'
+    return CONF.libvirt.images_type
+
+
+def load_backend(name: str, instances_path: str,
+                 storage_group: str | None = None) -> StorageBackend:
+    """The storage backend ``name`` for the group storage ``instances_path``
+    of ``storage_group`` (which selects per-group settings, e.g. the Ceph
+    pool of an ``rbd`` group).
 
     Raises InvalidConfiguration for a name that is neither an installed
     entry point nor a built-in backend.
@@ -37,7 +51,9 @@ def load_backend(name: str, instances_path: str) -> StorageBackend:
     try:
         mgr = driver.DriverManager(namespace=NAMESPACE, name=name,
                                    invoke_on_load=True,
-                                   invoke_args=(instances_path,))
+                                   invoke_args=(instances_path,),
+                                   invoke_kwds={'storage_group':
+                                                storage_group})
         return mgr.driver
     except stevedore_exc.NoMatches:
         LOG.debug('No %(ns)s entry point named %(name)s; trying built-ins',
@@ -49,4 +65,4 @@ def load_backend(name: str, instances_path: str) -> StorageBackend:
                    % (name, ', '.join(sorted(_BUILTIN))))
     module_name, class_name = target.split(':')
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(instances_path)
+    return cls(instances_path, storage_group=storage_group)

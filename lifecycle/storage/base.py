@@ -30,6 +30,7 @@ from oslo_log import log as logging
 from lifecycle import exception
 from lifecycle.storage import images
 from lifecycle.storage import paths
+from lifecycle.virt.domain_xml import NetworkDisk
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ _BASE_NAME_RE = re.compile(r'^[0-9a-f]{40}$')
 
 @dataclasses.dataclass(frozen=True)
 class DiskInfo:
-    path: str
+    # A file or block device path, or a NetworkDisk (path-like) for a disk
+    # QEMU reaches over the network; the domain XML is built from it as is.
+    path: 'str | NetworkDisk'
     format: str  # 'qcow2' | 'raw'
 
 
@@ -60,12 +63,14 @@ class StorageBackend(abc.ABC):
     name: str = ''
     disk_format: str = ''
 
-    def __init__(self, instances_path: str) -> None:
+    def __init__(self, instances_path: str,
+                 storage_group: str | None = None) -> None:
         if not instances_path:
             raise exception.InvalidConfiguration(
                 reason='instances_path must be set')
         self.instances_path = os.path.abspath(instances_path)
         self.base_dir = os.path.join(self.instances_path, BASE_DIR)
+        self.storage_group = storage_group
 
     # -- paths -------------------------------------------------------------
 
@@ -257,6 +262,21 @@ class StorageBackend(abc.ABC):
 
     def exists(self, instance_uuid: str) -> bool:
         return self._is_file(self.disk_path(instance_uuid))
+
+    def scratch_path(self, instance_uuid: str, name: str) -> str:
+        """A local file ``name`` in the instance's directory (created if
+        missing), for temporary copies such as an upload's; ``delete``
+        removes it with the directory."""
+        inst_dir = paths.ensure_dir(self.instances_path,
+                                    self.instance_dir(instance_uuid))
+        return paths.confine(self.instances_path,
+                             os.path.join(inst_dir, name))
+
+    def export_disk(self, instance_uuid: str, dest: str,
+                    out_format: str = 'qcow2') -> None:
+        """Write a flattened, sparse copy of the root disk to ``dest``."""
+        disk = self.disk_info(instance_uuid)
+        images.convert(disk.path, dest, disk.format, out_format, sparse=True)
 
     def delete(self, instance_uuid: str) -> int:
         freed = paths.remove_tree(self.instances_path,

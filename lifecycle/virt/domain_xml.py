@@ -32,9 +32,45 @@ ET.register_namespace(PREFIX, NAMESPACE)
 _INVALID_XML_CHARS = re.compile(
     '[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
 
+# An RBD pool or image name as this project writes them (Ceph allows more;
+# nothing here needs more, and nothing else can reach the XML).
+_RBD_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')
+
 # metadata element -> key returned by parse_owner_metadata
 _TEXT_FIELDS = (('uuid', 'uuid'), ('name', 'display_name'),
                 ('host', 'host'), ('creationTime', 'creation_time'))
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkDisk:
+    """A root disk QEMU reaches over the network: today an RBD image.
+
+    Storage backends return it as :attr:`DiskInfo.path
+    <lifecycle.storage.base.DiskInfo>` and the compute manager passes that
+    through to :attr:`DomainSpec.disk_path` unchanged, so the domain gets a
+    ``<disk type='network'>`` without the manager knowing about Ceph. It is
+    path-like (``os.fspath`` gives ``location``, the disk's place in the
+    storage group's namespace, ``<instances_path>/<image>``) so that what
+    the manager records as ``shelved_disk`` -- the path relative to the
+    group's ``instances_path`` -- is the image name.
+    """
+    protocol: str                          # 'rbd'
+    pool: str
+    image: str
+    hosts: tuple[tuple[str, int], ...]     # monitors: (address, port)
+    location: str
+    username: str | None = None            # cephx client id
+    secret_uuid: str | None = None         # libvirt secret of its key
+
+    @property
+    def name(self) -> str:
+        return f'{self.pool}/{self.image}'
+
+    def __fspath__(self) -> str:
+        return self.location
+
+    def __str__(self) -> str:
+        return f'{self.protocol}:{self.name}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +79,7 @@ class DomainSpec:
     display_name: str    # user-chosen, any characters
     vcpus: int
     memory_mb: int
-    disk_path: str
+    disk_path: 'str | NetworkDisk'
     disk_format: str     # 'qcow2' or 'raw'
     host: str            # owner compute host
     user_id: str
@@ -87,9 +123,33 @@ def _validate(spec: DomainSpec, virt_type: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise exception.InvalidInput(
                 reason=f'{field} must be a positive integer, not {value!r}')
-    if not spec.disk_path.startswith('/'):
+    if isinstance(spec.disk_path, NetworkDisk):
+        _validate_network(spec.disk_path, spec.disk_format)
+    elif not spec.disk_path.startswith('/'):
         raise exception.InvalidInput(
             reason=f'disk_path must be absolute, not {spec.disk_path!r}')
+
+
+def _validate_network(disk: NetworkDisk, disk_format: str) -> None:
+    problems = []
+    if disk.protocol != 'rbd':
+        problems.append(f'protocol {disk.protocol!r} is not rbd')
+    if disk_format != 'raw':
+        problems.append(f'an RBD image is raw, not {disk_format!r}')
+    for what in ('pool', 'image'):
+        if not _RBD_NAME_RE.match(getattr(disk, what) or ''):
+            problems.append(f'bad {what} name {getattr(disk, what)!r}')
+    if not disk.hosts:
+        problems.append('no monitor hosts')
+    for host, port in disk.hosts:
+        if (not host or not isinstance(port, int) or isinstance(port, bool)
+                or not 0 < port < 65536):
+            problems.append(f'bad monitor address {host!r}:{port!r}')
+    if bool(disk.secret_uuid) and not disk.username:
+        problems.append('a cephx secret needs a username')
+    if problems:
+        raise exception.InvalidInput(
+            reason='network disk %s: %s' % (disk, '; '.join(problems)))
 
 
 def _metadata(parent: ET.Element, spec: DomainSpec,
@@ -107,7 +167,25 @@ def _metadata(parent: ET.Element, spec: DomainSpec,
     _sub(owner, _q('project'), uuid=spec.project_id)
 
 
+def _network_disk(devices: ET.Element, spec: DomainSpec) -> None:
+    disk: NetworkDisk = spec.disk_path  # type: ignore[assignment]
+    elem = _sub(devices, 'disk', type='network', device='disk')
+    # discard: a guest's TRIM frees objects of a thin RBD clone.
+    _sub(elem, 'driver', name='qemu', type='raw', cache=DISK_CACHE_MODE,
+         discard='unmap')
+    if disk.secret_uuid:
+        auth = _sub(elem, 'auth', username=disk.username)
+        _sub(auth, 'secret', type='ceph', uuid=disk.secret_uuid)
+    source = _sub(elem, 'source', protocol=disk.protocol, name=disk.name)
+    for host, port in disk.hosts:
+        _sub(source, 'host', name=host, port=port)
+    _sub(elem, 'target', dev='vda', bus='virtio')
+
+
 def _disk(devices: ET.Element, spec: DomainSpec) -> None:
+    if isinstance(spec.disk_path, NetworkDisk):
+        _network_disk(devices, spec)
+        return
     is_block = spec.disk_path.startswith('/dev/')
     disk = _sub(devices, 'disk', type='block' if is_block else 'file',
                 device='disk')
@@ -202,12 +280,15 @@ def parse_owner_metadata(xml: str) -> dict:
 
 
 def parse_disk_paths(xml: str) -> list[str]:
-    """Source file/device paths of the ``device='disk'`` disks of a domain."""
+    """Source file/device paths of the ``device='disk'`` disks of a domain;
+    a network disk as ``<protocol>:<name>`` (``rbd:pool/image``)."""
     paths = []
     for disk in ET.fromstring(xml).iterfind('devices/disk'):
         source = disk.find('source')
         path = None if source is None else (source.get('file')
                                             or source.get('dev'))
+        if source is not None and disk.get('type') == 'network':
+            path = '%s:%s' % (source.get('protocol'), source.get('name'))
         if disk.get('device', 'disk') == 'disk' and path:
             paths.append(path)
     return paths

@@ -1,0 +1,418 @@
+"""The compute host's lifecycle operations as flows of idempotent tasks.
+
+Every task may run twice (a flow resumed after a crash runs the interrupted
+task again), so each one first looks at what is already done: a domain that
+runs is not started again, a recorded state is not recorded again, a claim
+already given back is not given back twice. The order keeps the data-safety
+rules of ``compute/manager.py``: what the next step relies on is durable
+before that step runs.
+
+The owner of every task is the :class:`~lifecycle.compute.manager.
+ComputeManager`; the store holds ``instance_uuid`` and, per flow, the few
+values the request carried.
+"""
+
+import dataclasses
+import os
+import types
+
+from oslo_log import log as logging
+from oslo_utils import timeutils
+
+from lifecycle import exception
+from lifecycle import states
+from lifecycle.compute import offload
+from lifecycle.compute import volumes
+from lifecycle.flows import engine as flow_engine
+
+LOG = logging.getLogger(__name__)
+
+SHELVED_KEYS = ('shelved_at', 'shelved_host', 'shelved_storage_group',
+                'shelved_disk', 'shelved_image_id')
+RETAINED_DISK_KEYS = ('shelved_storage_group', 'shelved_disk')
+
+
+def _disk_record(disk) -> dict:
+    """A root disk as the flow stores it (JSON)."""
+    if dataclasses.is_dataclass(disk):
+        return dataclasses.asdict(disk)
+    return dict(disk._asdict())
+
+
+class _Task(flow_engine.LifecycleTask):
+    @property
+    def manager(self):
+        return self.owner
+
+    def instance(self, instance_uuid: str):
+        return self.manager.db.instance_get(instance_uuid)
+
+    def committed(self, instance):
+        """Hand the row a final update committed to the endpoint, for its
+        ``.end`` notification (a later read may show the next request)."""
+        self.manager.committed[instance.uuid] = instance
+
+
+# -- shared steps -------------------------------------------------------------
+
+class PowerOff(_Task):
+    NAME = 'power_off'
+
+    def execute(self, instance_uuid: str, clean_shutdown: bool) -> None:
+        self.manager._power_off(instance_uuid, clean_shutdown)
+
+
+class StartDomain(_Task):
+    """Define and start the guest on the prepared disk; reverted by
+    undefining it (never the disk)."""
+    NAME = 'start_domain'
+
+    def execute(self, instance_uuid: str, root_disk: dict) -> None:
+        instance = self.instance(instance_uuid)
+        self.manager.driver.spawn(self.manager._domain_spec(
+            instance, types.SimpleNamespace(**root_disk)))
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        self.manager.driver.undefine(instance_uuid)
+
+
+class UndefineDomain(_Task):
+    NAME = 'undefine_domain'
+
+    def execute(self, instance_uuid: str) -> None:
+        self.manager.driver.undefine(instance_uuid)
+
+
+# -- spawn --------------------------------------------------------------------
+
+class PrepareRootDisk(_Task):
+    """Base image (once per storage group) and the instance's root disk, or
+    its root volume attached here. Reverted by giving the claim back: a
+    failed build holds no capacity (its disk stays for delete)."""
+    NAME = 'prepare_root_disk'
+    default_provides = 'root_disk'
+
+    def execute(self, instance_uuid: str) -> dict:
+        return _disk_record(self.manager._prepare_root_disk(
+            self.instance(instance_uuid)))
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        self.manager.db.release_claim(instance_uuid)
+
+
+class RecordActive(_Task):
+    NAME = 'record_active'
+
+    def execute(self, instance_uuid: str) -> None:
+        instance = self.instance(instance_uuid)
+        if (instance.vm_state == states.ACTIVE and
+                instance.task_state is None):
+            return  # recorded by the interrupted run
+        self.committed(self.manager.db.instance_update(
+            instance_uuid,
+            {'vm_state': states.ACTIVE, 'task_state': None,
+             'power_state': states.RUNNING,
+             'launched_at': timeutils.utcnow()},
+            expected_task_state=states.SPAWNING, action='spawn'))
+
+
+def spawn_flow(manager):
+    return flow_engine.linear('spawn', manager, [
+        PrepareRootDisk, StartDomain, RecordActive])
+
+
+# -- shelve -------------------------------------------------------------------
+
+class RecordShelved(_Task):
+    NAME = 'record_shelved'
+
+    def execute(self, instance_uuid: str, offload_now: bool) -> None:
+        instance = self.instance(instance_uuid)
+        next_task = states.SHELVING_OFFLOADING if offload_now else None
+        if (instance.vm_state == states.SHELVED and
+                instance.task_state == next_task):
+            return
+        self.committed(self.manager.db.instance_update(
+            instance_uuid,
+            {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
+             'task_state': next_task},
+            expected_task_state=states.SHELVING, action='shelve',
+            system_metadata={'shelved_at': timeutils.utcnow().isoformat(),
+                             'shelved_host': self.manager.host}))
+
+
+def shelve_flow(manager):
+    return flow_engine.linear('shelve', manager, [PowerOff, RecordShelved])
+
+
+# -- shelve offload (partial) -------------------------------------------------
+
+class RecordRetainedDisk(_Task):
+    """Where the disk is must be durable before the domain, the only other
+    record of it, is undefined."""
+    NAME = 'record_retained_disk'
+
+    def execute(self, instance_uuid: str) -> None:
+        manager = self.manager
+        disk = manager.storage.disk_info(instance_uuid)
+        manager.db.instance_update(
+            instance_uuid, {},
+            expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload',
+            system_metadata={
+                'shelved_host': manager.host,
+                'shelved_storage_group': manager.db.storage_group_of_host(
+                    manager.host),
+                'shelved_disk': os.path.relpath(
+                    disk.path, manager.storage.instances_path)})
+
+
+class ReleaseClaimOffloaded(_Task):
+    """Claim back, then the instance offloaded. The release is conditional
+    on this host's claim in this task, so it happens exactly once; between
+    the two updates nobody can claim the instance (the API accepts no
+    unshelve while the task_state is set)."""
+    NAME = 'release_claim'
+
+    def execute(self, instance_uuid: str, full: bool) -> None:
+        manager = self.manager
+        if self.instance(instance_uuid).vm_state == states.SHELVED_OFFLOADED:
+            return  # done by the interrupted run
+        manager.db.release_claim(
+            instance_uuid, only_host=manager.host,
+            only_task_state=states.SHELVING_OFFLOADING)
+        self.committed(manager.db.instance_update(
+            instance_uuid,
+            {'vm_state': states.SHELVED_OFFLOADED,
+             'task_state': (states.SHELVING_IMAGE_UPLOADING if full
+                            else None),
+             'power_state': states.NOSTATE, 'host': None},
+            expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload'))
+
+
+def shelve_offload_flow(manager):
+    return flow_engine.linear('shelve_offload', manager, [
+        PowerOff, RecordRetainedDisk, UndefineDomain, ReleaseClaimOffloaded])
+
+
+class ReserveRootVolume(_Task):
+    """Guest gone first; then the volume's attachment becomes a reserved
+    one without connector; then claim and state."""
+    NAME = 'reserve_root_volume'
+
+    def execute(self, instance_uuid: str) -> None:
+        # Run again, it replaces the reserved attachment by a new one and
+        # deletes the other: still exactly one, without connector.
+        self.manager.root_volumes.reserve(
+            self.instance(instance_uuid),
+            expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload')
+        self.manager.db.instance_update(
+            instance_uuid, {}, expected_task_state=states.SHELVING_OFFLOADING,
+            action='shelveOffload',
+            system_metadata={'shelved_host': self.manager.host})
+
+
+def shelve_offload_volume_flow(manager):
+    return flow_engine.linear('shelve_offload_volume', manager, [
+        PowerOff, UndefineDomain, ReserveRootVolume, ReleaseClaimOffloaded])
+
+
+# -- full offload -------------------------------------------------------------
+
+class UploadImage(_Task):
+    """Upload the retained disk and verify it. Images of an earlier,
+    interrupted attempt that were never recorded are deleted first; on
+    revert the image goes again, but only while the retained disk exists
+    (after that, the image is the only copy)."""
+    NAME = 'upload_image'
+    default_provides = 'image_id'
+
+    def execute(self, instance_uuid: str) -> str:
+        instance = self.instance(instance_uuid)
+        recorded = instance.system_metadata.get('shelved_image_id')
+        if recorded:
+            return recorded
+        offload.delete_unrecorded_images(self.manager.image_service,
+                                         instance)
+        image = offload.upload_retained_disk(
+            self.manager.storage, self.manager.image_service, instance)
+        return image['id']
+
+    def revert(self, instance_uuid: str, result=None, **kwargs) -> None:
+        if not isinstance(result, str):
+            return  # the upload itself failed and cleaned up after itself
+        if not self.manager.storage.exists(instance_uuid):
+            LOG.error('Not deleting image %s of instance %s: its retained '
+                      'disk is already gone', result, instance_uuid)
+            return
+        self.manager._delete_shelved_image(instance_uuid, result)
+
+
+class RecordImage(_Task):
+    NAME = 'record_image'
+
+    def execute(self, instance_uuid: str, image_id: str) -> None:
+        self.manager.db.instance_update(
+            instance_uuid, {},
+            expected_task_state=states.SHELVING_IMAGE_UPLOADING,
+            action='shelveOffload',
+            system_metadata={'shelved_image_id': image_id})
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        if self.manager.storage.exists(instance_uuid):
+            self.manager.db.instance_update(
+                instance_uuid, {},
+                system_metadata={'shelved_image_id': None})
+
+
+class DeleteRetainedDisk(_Task):
+    """Only now: the verified image's id is durable."""
+    NAME = 'delete_retained_disk'
+
+    def execute(self, instance_uuid: str, image_id: str) -> None:
+        freed = self.manager.storage.delete(instance_uuid)
+        LOG.info('Instance %s fully offloaded to image %s; %d bytes of '
+                 'retained disk freed', instance_uuid, image_id, freed)
+
+
+class RecordFullOffload(_Task):
+    NAME = 'record_full_offload'
+
+    def execute(self, instance_uuid: str,
+                next_task_state: str | None) -> None:
+        instance = self.instance(instance_uuid)
+        if (instance.task_state == next_task_state and
+                not instance.system_metadata.get('shelved_disk')):
+            return
+        self.committed(self.manager.db.instance_update(
+            instance_uuid, {'task_state': next_task_state},
+            expected_task_state=states.SHELVING_IMAGE_UPLOADING,
+            action='shelveOffload',
+            system_metadata=dict.fromkeys(RETAINED_DISK_KEYS)))
+
+
+def full_offload_flow(manager):
+    return flow_engine.linear('full_offload', manager, [
+        UploadImage, RecordImage, DeleteRetainedDisk, RecordFullOffload])
+
+
+# -- unshelve -----------------------------------------------------------------
+
+class PrepareUnshelveDisk(_Task):
+    """The retained disk, the root volume attached here, or a new root
+    disk from the shelved image. Only while this host holds the claim."""
+    NAME = 'prepare_root_disk'
+    default_provides = 'root_disk'
+
+    def execute(self, instance_uuid: str) -> dict:
+        instance = self.instance(instance_uuid)
+        if instance.claimed_host != self.manager.host:
+            raise exception.Conflict(
+                reason='instance %s holds no claim on host %s' %
+                (instance_uuid, self.manager.host))
+        return _disk_record(self.manager._unshelve_disk(instance))
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        instance = self.instance(instance_uuid)
+        if volumes.is_volume_backed(instance):
+            self.manager._reserve_again(instance_uuid)
+
+
+class FinishUnshelve(_Task):
+    """Recorded only while this host still holds the claim: a conductor
+    that gave up waiting has released it, and then this guest must not run
+    (the revert of ``start_domain`` undefines it)."""
+    NAME = 'record_active'
+
+    def execute(self, instance_uuid: str) -> None:
+        instance = self.instance(instance_uuid)
+        if (instance.vm_state == states.ACTIVE and
+                instance.host == self.manager.host and
+                instance.task_state is None):
+            return
+        self.committed(self.manager._finish_unshelve(instance_uuid))
+
+
+class DeleteShelvedImage(_Task):
+    """The guest runs from its new disk: the image is no longer needed.
+    Never fails (a leftover is for ``lifecycle-manage disks cleanup``)."""
+    NAME = 'delete_shelved_image'
+
+    def execute(self, instance_uuid: str, shelved_image_id: str | None
+                ) -> None:
+        if shelved_image_id:
+            self.manager._delete_shelved_image(instance_uuid,
+                                               shelved_image_id)
+
+
+def unshelve_flow(manager):
+    return flow_engine.linear('unshelve', manager, [
+        PrepareUnshelveDisk, StartDomain, FinishUnshelve,
+        DeleteShelvedImage])
+
+
+class PowerOn(_Task):
+    NAME = 'power_on'
+
+    def execute(self, instance_uuid: str) -> None:
+        self.manager.driver.power_on(instance_uuid)
+
+
+def unshelve_shelved_flow(manager):
+    return flow_engine.linear('unshelve_shelved', manager, [
+        PowerOn, FinishUnshelve])
+
+
+# -- delete -------------------------------------------------------------------
+
+class ReleaseClaim(_Task):
+    NAME = 'release_claim'
+
+    def execute(self, instance_uuid: str) -> None:
+        self.manager.db.release_claim(instance_uuid)
+
+
+class DeleteDisk(_Task):
+    NAME = 'delete_disk'
+
+    def execute(self, instance_uuid: str) -> None:
+        freed = self.manager.storage.delete(instance_uuid)
+        LOG.info('Instance %s: %d bytes of disk freed', instance_uuid, freed)
+
+
+class ReleaseRootVolume(_Task):
+    """Attachment (and volume) go before the record does: a failure leaves
+    the instance, with a fault, to delete again."""
+    NAME = 'release_root_volume'
+
+    def execute(self, instance_uuid: str) -> None:
+        instance = self.instance(instance_uuid)
+        if volumes.is_volume_backed(instance):
+            self.manager.root_volumes.release(instance)
+
+
+class MarkDeleted(_Task):
+    NAME = 'mark_deleted'
+
+    def execute(self, instance_uuid: str) -> None:
+        self.manager.db.instance_mark_deleted(instance_uuid)
+
+
+def delete_flow(manager):
+    return flow_engine.linear('delete', manager, [
+        UndefineDomain, ReleaseClaim, DeleteDisk, ReleaseRootVolume,
+        MarkDeleted])
+
+
+FACTORIES = {
+    'spawn': spawn_flow,
+    'shelve': shelve_flow,
+    'shelve_offload': shelve_offload_flow,
+    'shelve_offload_volume': shelve_offload_volume_flow,
+    'full_offload': full_offload_flow,
+    'unshelve': unshelve_flow,
+    'unshelve_shelved': unshelve_shelved_flow,
+    'delete': delete_flow,
+}

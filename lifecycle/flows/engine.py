@@ -1,0 +1,137 @@
+"""Runs flows with their progress persisted, and resumes unfinished ones.
+
+One logbook per operation, its ``meta`` naming the owner (``compute:<host>``
+or ``conductor:<host>``), the flow kind and the instance; it is destroyed
+when the flow has finished (succeeded or reverted), so what is left in the
+tables is exactly the unfinished work of each service.
+"""
+
+import contextlib
+from collections.abc import Callable
+
+import taskflow.engines
+from oslo_log import log as logging
+from taskflow import states as flow_states
+from taskflow import task
+from taskflow.patterns import linear_flow
+from taskflow.persistence import models as flow_models
+from taskflow.persistence.backends import impl_sqlalchemy
+
+from lifecycle.db import api as db_api
+from lifecycle.flows import faults
+
+LOG = logging.getLogger(__name__)
+
+FINISHED = (flow_states.SUCCESS, flow_states.REVERTED)
+
+
+class LifecycleTask(task.Task):
+    """A task of a lifecycle flow: idempotent (a resumed flow runs the
+    interrupted task again), with a revert where undoing makes sense.
+    Dependencies (manager, driver, ...) are given to the constructor and
+    never persisted; persisted are only the flow's store and results."""
+
+    def __init__(self, flow_name: str, owner, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.flow_name = flow_name
+        self.owner = owner
+
+    def pre_execute(self) -> None:
+        faults.boundary(self.flow_name, self.name, faults.BEFORE)
+
+    def post_execute(self) -> None:
+        faults.boundary(self.flow_name, self.name, faults.AFTER)
+
+
+def linear(flow_name: str, owner,
+           tasks: list[type[LifecycleTask]]) -> linear_flow.Flow:
+    """A linear flow of ``tasks`` (classes with a ``NAME``, instantiated
+    with the owner); a task's ``execute`` arguments name what it takes
+    from the store or from an earlier task's ``provides``."""
+    flow = linear_flow.Flow(flow_name)
+    for task_cls in tasks:
+        flow.add(task_cls(flow_name, owner, name=task_cls.NAME))
+    return flow
+
+
+class FlowRunner:
+    """Runs the flows of one service (``owner``) on the project database.
+
+    ``factories`` maps a flow kind to ``factory(owner_object) -> Flow``; the
+    same factory rebuilds the flow on resume, so task names must not
+    change between releases without a migration of unfinished flows.
+    """
+
+    def __init__(self, db: db_api.Database, owner: str,
+                 factories: dict[str, Callable]) -> None:
+        self.owner = owner
+        self.factories = factories
+        self.backend = impl_sqlalchemy.SQLAlchemyBackend(
+            {'connection': str(db.engine.url)}, engine=db.engine)
+
+    @contextlib.contextmanager
+    def _connection(self):
+        conn = self.backend.get_connection()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def run(self, kind: str, owner_object, store: dict):
+        """Run a new flow of ``kind`` to the end; returns its engine's
+        storage results. Raises what the failed task raised (after the
+        engine reverted the finished tasks)."""
+        book = flow_models.LogBook('%s:%s' % (kind, store.get(
+            'instance_uuid', '')))
+        book.meta = {'owner': self.owner, 'kind': kind,
+                     'instance_uuid': store.get('instance_uuid')}
+        flow = self.factories[kind](owner_object)
+        with self._connection() as conn:
+            conn.save_logbook(book)
+        engine = taskflow.engines.load(flow, store=store, book=book,
+                                       backend=self.backend, engine='serial')
+        return self._run_to_end(engine, book)
+
+    def _run_to_end(self, engine, book: flow_models.LogBook):
+        try:
+            engine.run()
+        finally:
+            # Reached only while this process lives: a flow interrupted by
+            # a crash keeps its logbook for :meth:`unfinished`.
+            self._destroy(book.uuid)
+        return engine.storage.fetch_all()
+
+    def _destroy(self, book_uuid: str) -> None:
+        try:
+            with self._connection() as conn:
+                conn.destroy_logbook(book_uuid)
+        except Exception:  # noqa: BLE001 - only leaves a finished record
+            LOG.warning('Could not remove the finished flow record %s',
+                        book_uuid, exc_info=True)
+
+    def unfinished(self) -> list[flow_models.LogBook]:
+        """This service's logbooks left by a crash, oldest first."""
+        with self._connection() as conn:
+            books = [b for b in conn.get_logbooks()
+                     if (b.meta or {}).get('owner') == self.owner]
+        return sorted(books, key=lambda b: b.created_at)
+
+    def resume(self, book: flow_models.LogBook, owner_object):
+        """Resume one unfinished flow; raises like :meth:`run`."""
+        kind = book.meta['kind']
+        details = list(book)
+        if not details:  # crashed between the logbook and the flow detail
+            self._destroy(book.uuid)
+            return None
+        flow_detail = details[0]
+        if flow_detail.state in FINISHED:
+            self._destroy(book.uuid)
+            return None
+        LOG.info('Resuming %s flow of instance %s (left %s by an '
+                 'interrupted %s)', kind, book.meta.get('instance_uuid'),
+                 flow_detail.state, self.owner)
+        flow = self.factories[kind](owner_object)
+        engine = taskflow.engines.load(flow, flow_detail=flow_detail,
+                                       book=book, backend=self.backend,
+                                       engine='serial')
+        return self._run_to_end(engine, book)
