@@ -118,9 +118,11 @@ def section(storage_group: str) -> str:
     return SECTION_PREFIX + storage_group
 
 
-def _register_section(conf: cfg.ConfigOpts, name: str) -> None:
+def register_section(conf: cfg.ConfigOpts, storage_group: str) -> str:
+    """Register ``[rbd:<storage_group>]`` (once); return its name."""
+    name = section(storage_group)
     if name in conf:
-        return
+        return name
     group = cfg.OptGroup(name, title='Ceph RBD settings of one storage '
                                      'group (unset: as in [rbd])')
     conf.register_group(group)
@@ -129,6 +131,7 @@ def _register_section(conf: cfg.ConfigOpts, name: str) -> None:
                         if not isinstance(o, cfg.IntOpt) else
                         cfg.IntOpt(o.dest, min=1, help=o.help)
                         for o in _settings_opts], group=group)
+    return name
 
 
 def is_rbd_group(conf: cfg.ConfigOpts, storage_group: str | None) -> bool:
@@ -140,8 +143,7 @@ def settings(conf: cfg.ConfigOpts, storage_group: str | None) -> dict:
     ``[rbd]`` (``[rbd]`` alone when ``storage_group`` is None)."""
     values = {name: conf.rbd[name] for name in _SETTINGS}
     if storage_group:
-        name = section(storage_group)
-        _register_section(conf, name)
+        name = register_section(conf, storage_group)
         for key in _SETTINGS:
             value = conf[name][key]
             if value is not None:

@@ -69,6 +69,20 @@ class NetworkDisk:
     def __fspath__(self) -> str:
         return self.location
 
+    @classmethod
+    def from_dict(cls, data: dict) -> 'NetworkDisk':
+        """Back from ``dataclasses.asdict`` (e.g. a flow's persisted
+        result, stored as JSON: the tuples have become lists)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise exception.InvalidInput(
+                reason='unknown network disk fields %s' % sorted(unknown))
+        values = dict(data)
+        values['hosts'] = tuple((str(h), int(p))
+                                for h, p in values.get('hosts') or ())
+        return cls(**values)
+
     def __str__(self) -> str:
         return f'{self.protocol}:{self.name}'
 
@@ -85,6 +99,13 @@ class DomainSpec:
     user_id: str
     project_id: str
     flavor_name: str
+
+    def __post_init__(self) -> None:
+        # A DiskInfo that went through persistence (dataclasses.asdict and
+        # JSON) carries its NetworkDisk as a dict: take it back as one.
+        if isinstance(self.disk_path, dict):
+            object.__setattr__(self, 'disk_path',
+                               NetworkDisk.from_dict(self.disk_path))
 
 
 def domain_name(instance_uuid: str) -> str:

@@ -222,8 +222,25 @@ class CephCluster:
                  timeout=20)
         return True
 
-    def images(self) -> list[str]:
-        return json.loads(self.rbd('ls', '--format', 'json', self.pool))
+    def create_pool(self, name: str) -> str:
+        """Another pool (size 1, RBD-initialised), e.g. one per test
+        module so that listings in it are exactly what the test made."""
+        self.ceph('osd', 'pool', 'create', name, '8', '8')
+        self.ceph('osd', 'pool', 'set', name, 'size', '1',
+                  '--yes-i-really-mean-it')
+        self.rbd('pool', 'init', name)
+        return name
+
+    def images(self, pool: str | None = None) -> list[str]:
+        return sorted(json.loads(self.rbd('ls', '--format', 'json',
+                                          pool or self.pool)))
+
+    def children(self, spec: str) -> list[str]:
+        return sorted(c['image'] for c in json.loads(
+            self.rbd('children', '--format', 'json', spec)))
+
+    def qemu_filename(self, pool: str, image: str) -> str:
+        return 'rbd:%s/%s:conf=%s' % (pool, image, self.conf)
 
     def stop(self) -> None:
         for proc in self.procs.values():
