@@ -148,8 +148,18 @@ class CephCluster:
         return result.stdout
 
     def ceph(self, *args: str, timeout: float = 60) -> str:
-        return self._run('ceph', '-c', self.conf, '--connect-timeout', '20',
-                         *args, timeout=timeout)
+        cmd = ('ceph', '-c', self.conf, '--connect-timeout', '20') + args
+        for _attempt in range(50):
+            try:
+                return self._run(*cmd, timeout=timeout)
+            except CephError as e:
+                # A client that reaches a monitor before it finished
+                # starting gets no command table (EPERM) -- the command did
+                # not run: ask again.
+                if 'problem getting command descriptions' not in str(e):
+                    raise
+                time.sleep(0.1)
+        return self._run(*cmd, timeout=timeout)
 
     def rbd(self, *args: str, timeout: float = 60) -> str:
         return self._run('rbd', '-c', self.conf, *args, timeout=timeout)
