@@ -50,10 +50,10 @@ _settings_opts = [
     cfg.StrOpt('ceph_conf',
                default='/etc/ceph/ceph.conf',
                help="""
-Ceph configuration file of the cluster holding the pool: the monitors are
-found through it (and asked for their addresses, which go into each
-domain's ``<source>``). It must be readable by the compute service and by
-QEMU when qemu-img/qemu-io use it.
+Ceph configuration file of the cluster holding the pool. Its ``mon_host``
+gives the monitor addresses written into each domain's ``<source>``
+(``<host name=… port=…/>``); the ``rbd`` commands and qemu-img use it
+whole. It must be readable by the compute service.
 
 Possible values: an absolute path.
 Related options: ``pool``, ``user``.

@@ -47,6 +47,64 @@ def check_name(name: str, what: str = 'name') -> str:
     return name
 
 
+def _split_top(value: str) -> list[str]:
+    """Split at commas, semicolons and blanks outside ``[...]``."""
+    parts, depth, current = [], 0, ''
+    for char in value:
+        if char == '[':
+            depth += 1
+        elif char == ']':
+            depth -= 1
+        if depth == 0 and char in ', ;\t':
+            parts.append(current)
+            current = ''
+        else:
+            current += char
+    parts.append(current)
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def _host_port(addr: str, default_port: int) -> tuple[str, int] | None:
+    addr = addr.split('/')[0]  # an address may carry a nonce
+    if addr.startswith('['):  # [IPv6]:port
+        host, _, rest = addr[1:].partition(']')
+        port = rest.lstrip(':')
+    elif addr.count(':') == 1:
+        host, _, port = addr.partition(':')
+    else:  # a name, IPv4, or bare IPv6 without port
+        host, port = addr, ''
+    if not host:
+        return None
+    if not port:
+        return host, default_port
+    return (host, int(port)) if port.isdigit() else None
+
+
+def parse_mon_host(value: str) -> list[tuple[str, int]]:
+    """``mon_host`` as [(address, port)], one per monitor.
+
+    Accepts every form Ceph does: ``a,b``, ``a:6789 b:6789``,
+    ``v1:a:6789``, address vectors ``[v2:a:3300,v1:a:6789]`` (the v1 address
+    is taken: a bare ``host:port`` means v1 to librados unless the port is
+    3300) and ``[::1]:6789``. Ports default to 6789 (v1) or 3300 (v2).
+    """
+    found = []
+    for entry in _split_top(value):
+        if entry.startswith('[') and ('v1:' in entry or 'v2:' in entry):
+            addrs = _split_top(entry[1:-1] if entry.endswith(']')
+                               else entry[1:])
+            entry = next((a for a in addrs if a.startswith('v1:')),
+                         addrs[0] if addrs else '')
+        default = 6789
+        if entry.startswith(('v1:', 'v2:')):
+            default = 3300 if entry.startswith('v2:') else 6789
+            entry = entry[3:]
+        parsed = _host_port(entry, default)
+        if parsed:
+            found.append(parsed)
+    return found
+
+
 class RbdClient:
     """``rbd``/``ceph`` against one pool of one cluster, as one client."""
 
@@ -112,29 +170,22 @@ class RbdClient:
     # -- cluster -------------------------------------------------------------
 
     def monitors(self) -> list[tuple[str, int]]:
-        """Monitor addresses as (address, port), from ``ceph mon dump``
-        (as Nova does): what goes into a domain's ``<host>`` elements.
-        The v1 address of each monitor is preferred: an address without a
-        protocol prefix means v1 to librados unless its port is 3300."""
-        out = self._execute(['ceph'] + self._common() + [
-            '--connect-timeout', str(self.timeout), 'mon', 'dump',
-            '--format', 'json'])
-        try:
-            mons = json.loads(out)['mons']
-        except (ValueError, KeyError) as e:
-            raise RbdCommandError('unparsable ceph mon dump: %s' % e) from e
-        found = []
-        for mon in mons:
-            addrs = (mon.get('public_addrs') or {}).get('addrvec') or []
-            chosen = (next((a for a in addrs if a.get('type') == 'v1'), None)
-                      or next(iter(addrs), None))
-            addr = chosen['addr'] if chosen else mon.get('addr', '')
-            addr = addr.split('/')[0]  # drop the nonce
-            host, _, port = addr.rpartition(':')
-            if host and port.isdigit():
-                found.append((host.strip('[]'), int(port)))
+        """Monitor addresses as (address, port): what goes into a domain's
+        ``<host>`` elements.
+
+        Read from the Ceph configuration's ``mon_host`` (``ceph-conf
+        --lookup``: no cluster round trip), the same list librados starts
+        from. Nova asks the cluster (``ceph mon dump``) instead; that needs
+        the ``ceph`` command's monitor session, which with auth ``none``
+        is refused now and then while a monitor settles (EPERM "problem
+        getting command descriptions"), and a spawn must not fail on that.
+        """
+        out = self._execute(['ceph-conf', '--conf', self.ceph_conf,
+                             '--lookup', 'mon_host']).strip()
+        found = parse_mon_host(out)
         if not found:
-            raise RbdCommandError('no monitor address in ceph mon dump')
+            raise RbdCommandError('no monitor address in mon_host of %s: %r'
+                                  % (self.ceph_conf, out))
         return found
 
     # -- images --------------------------------------------------------------

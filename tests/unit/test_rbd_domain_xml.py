@@ -12,6 +12,7 @@ from oslo_config import cfg
 from lifecycle import exception
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import base
+from lifecycle.storage import rbd_client
 from lifecycle.virt import domain_xml
 
 UUID = '4f1a2b3c-0d9e-4f6a-8b7c-112233445566'
@@ -137,3 +138,22 @@ def test_rbd_options_are_listed_for_the_sample(conf):
     listed = {o.dest for o in rbd_conf.list_opts()['rbd']}
     assert listed == {'storage_groups', 'ceph_conf', 'pool', 'user',
                       'secret_uuid', 'timeout'}
+
+
+@pytest.mark.parametrize('value,expected', [
+    ('127.0.0.1:41139', [('127.0.0.1', 41139)]),
+    ('10.0.0.1,10.0.0.2', [('10.0.0.1', 6789), ('10.0.0.2', 6789)]),
+    ('10.0.0.1:6789 10.0.0.2:6790', [('10.0.0.1', 6789),
+                                     ('10.0.0.2', 6790)]),
+    ('[v2:10.0.0.1:3300,v1:10.0.0.1:6789],[v2:10.0.0.2:3300,v1:10.0.0.2:6789]',
+     [('10.0.0.1', 6789), ('10.0.0.2', 6789)]),
+    ('v1:127.0.0.1:41139', [('127.0.0.1', 41139)]),
+    ('v2:10.0.0.5', [('10.0.0.5', 3300)]),
+    ('[v2:10.0.0.1:3300]', [('10.0.0.1', 3300)]),
+    ('[::1]:6789', [('::1', 6789)]),
+    ('mon-a.example.org; mon-b.example.org', [('mon-a.example.org', 6789),
+                                              ('mon-b.example.org', 6789)]),
+    ('', []),
+])
+def test_mon_host_forms(value, expected):
+    assert rbd_client.parse_mon_host(value) == expected
