@@ -6,6 +6,7 @@ from lifecycle import exception
 from lifecycle import states
 from lifecycle.manage import disks
 from lifecycle.manage import images as images_mod
+from lifecycle.manage import rbd_audit
 from lifecycle.storage import paths
 
 
@@ -19,6 +20,8 @@ class Cleaner:
 
     def apply(self, finding: disks.Finding) -> tuple[str, int, str]:
         """(action, bytes reclaimed, detail) for one finding."""
+        if finding.category in rbd_audit.CATEGORIES:
+            return rbd_audit.cleanup(self, finding)
         handler = getattr(self, '_' + finding.category.replace('-', '_'))
         return handler(finding)
 

@@ -32,6 +32,7 @@ from oslo_log import log as logging
 from lifecycle import exception
 from lifecycle import storage as storage_backends
 from lifecycle.cmd import aio as aio_cmd
+from lifecycle.conf import rbd as rbd_conf
 from lifecycle.db import api as db_api
 from lifecycle.db import migration
 from lifecycle.manage import CommandFailed
@@ -155,9 +156,19 @@ class Deployment:
         reported = self.db.storage_group_paths(group)
         return reported[0] if reported else None
 
-    def backend(self, path: str) -> storage_backends.StorageBackend:
+    def backend(self, path: str, group: str | None = None
+                ) -> storage_backends.StorageBackend:
+        """The storage backend of ``group`` at ``path``: ``rbd`` (with the
+        group's Ceph settings) for a group of ``[rbd] storage_groups``,
+        else ``[libvirt] images_type``."""
+        if rbd_conf.is_rbd_group(self.conf, group) or (
+                self.conf.libvirt.images_type == 'rbd'):
+            from lifecycle.storage import rbd as rbd_storage
+            return rbd_storage.RbdBackend(
+                path, storage_group=group,
+                settings=rbd_conf.settings(self.conf, group))
         return storage_backends.load_backend(self.conf.libvirt.images_type,
-                                             path)
+                                             path, storage_group=group)
 
     # -- hypervisor ---------------------------------------------------------
 

@@ -19,6 +19,10 @@
     a libvirt domain carrying this project's metadata for a host of the
     scope whose instance the database does not know (no live instance).
 
+Storage groups kept in a Ceph RBD pool are checked by
+:mod:`lifecycle.manage.rbd_audit` instead (``orphan-clone``,
+``unused-rbd-base``, ``idle-protected-snapshot``).
+
 and, audit-only, ``unreachable-storage``: a storage group's directory (or
 its ``_base``) is missing while the database records retained disks in it
 (storage not mounted?); that group's disks are then not checked, so an
@@ -55,6 +59,7 @@ from lifecycle.manage import UsageError
 from lifecycle.manage import deployment as deployment_mod
 from lifecycle.manage import images as images_mod
 from lifecycle.manage import output
+from lifecycle.manage import rbd_audit
 from lifecycle.storage import base as storage_base
 from lifecycle.storage import images
 from lifecycle.storage import paths
@@ -71,7 +76,9 @@ UNREACHABLE_STORAGE = 'unreachable-storage'
 
 # Cleanup order: a domain goes before the disk it may use, disks before
 # the bases they use.
-CATEGORIES = (ORPHAN_DOMAIN, ORPHAN_DISK, UNUSED_BASE, STALE_METADATA,
+CATEGORIES = (ORPHAN_DOMAIN, ORPHAN_DISK, rbd_audit.ORPHAN_CLONE,
+              UNUSED_BASE, rbd_audit.UNUSED_RBD_BASE,
+              rbd_audit.IDLE_PROTECTED_SNAPSHOT, STALE_METADATA,
               MISSING_DISK, LEFTOVER_IMAGE)
 AUDIT_ONLY = (UNREACHABLE_STORAGE,)
 
@@ -86,7 +93,7 @@ DEFAULT_BASE_MIN_AGE = datetime.timedelta(hours=1)
 PLANNED = {ORPHAN_DOMAIN: 'would undefine', ORPHAN_DISK: 'would remove',
            UNUSED_BASE: 'would remove', STALE_METADATA: 'would delete keys',
            MISSING_DISK: 'would set error',
-           LEFTOVER_IMAGE: 'would delete image'}
+           LEFTOVER_IMAGE: 'would delete image', **rbd_audit.PLANNED}
 
 COLUMNS = (('category', 'Category'), ('resource', 'Resource'),
            ('where', 'Where'), ('bytes_human', 'Size'),
@@ -227,7 +234,11 @@ class DiskAudit:
         steps = len(storages) + 3
         with output.Progress(progress_label, steps) as progress:
             for storage in storages:
-                self._check_storage(storage, listings[storage], instances)
+                if rbd_audit.is_rbd(self.deployment, storage):
+                    rbd_audit.check(self, storage, instances)
+                else:
+                    self._check_storage(storage, listings[storage],
+                                        instances)
                 progress.step('storage of group %s' % storage.group)
             if self._wanted(STALE_METADATA):
                 self._check_metadata(instances)

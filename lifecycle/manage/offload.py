@@ -93,7 +93,8 @@ def _offload_one(deployment, images, context, instance):
         return 'skipped: storage not visible here', None
     manager = compute_manager.ComputeManager(
         sysmeta.get('shelved_host') or deployment.hosts[0], deployment.db,
-        None, deployment.backend(path), images, vcpus=0, memory_mb=0)
+        None, deployment.backend(path, sysmeta.get('shelved_storage_group')),
+        images, vcpus=0, memory_mb=0)
     try:
         deployment.db.instance_update(
             instance.uuid, {'task_state': states.SHELVING_IMAGE_UPLOADING},

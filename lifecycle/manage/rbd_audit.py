@@ -1,0 +1,169 @@
+"""``disks audit | cleanup`` for storage groups kept in a Ceph RBD pool.
+
+A Ceph storage group (``[rbd] storage_groups``, or a compute host whose
+``[libvirt] images_type`` is ``rbd``) has no instance directories and no
+``_base`` files to look at; its pool is listed instead (one ``rbd ls -l``
+for images and snapshots, then ``rbd children`` for protected snapshots
+only). Categories:
+
+``orphan-clone``
+    a root disk ``<uuid>_disk`` in the pool for which the database has no
+    live instance; cleanup removes the image (the clone only, never its
+    parent);
+``unused-rbd-base``
+    a base image ``base_<sha1>`` whose snapshot has no clone left and that
+    was not imported or reused for ``--base-min-age``; cleanup unprotects
+    and removes the snapshot, then the image -- refused, and skipped, if a
+    clone appeared meanwhile;
+``idle-protected-snapshot``
+    any other protected snapshot in the pool without clones (left by a
+    crash or by hand), which pins its image's data; cleanup only
+    unprotects it, deleting nothing.
+
+Every finding is checked again right before cleanup acts on it.
+"""
+
+import datetime
+import json
+import time
+
+from oslo_log import log as logging
+
+from lifecycle import exception
+from lifecycle.conf import rbd as rbd_conf
+from lifecycle.manage import deployment as deployment_mod
+from lifecycle.storage import rbd as rbd_storage
+from lifecycle.storage import rbd_client
+
+LOG = logging.getLogger(__name__)
+
+ORPHAN_CLONE = 'orphan-clone'
+UNUSED_RBD_BASE = 'unused-rbd-base'
+IDLE_PROTECTED_SNAPSHOT = 'idle-protected-snapshot'
+CATEGORIES = (ORPHAN_CLONE, UNUSED_RBD_BASE, IDLE_PROTECTED_SNAPSHOT)
+PLANNED = {ORPHAN_CLONE: 'would remove', UNUSED_RBD_BASE: 'would remove',
+           IDLE_PROTECTED_SNAPSHOT: 'would unprotect'}
+
+
+def is_rbd(deployment: deployment_mod.Deployment,
+           storage: deployment_mod.Storage) -> bool:
+    conf = deployment.conf
+    if rbd_conf.is_rbd_group(conf, storage.group):
+        return True
+    return (deployment.mode == deployment_mod.HOST and
+            conf.libvirt.images_type == 'rbd')
+
+
+def backend(deployment: deployment_mod.Deployment,
+            storage: deployment_mod.Storage) -> rbd_storage.RbdBackend:
+    return rbd_storage.RbdBackend(
+        storage.path, storage_group=storage.group,
+        settings=rbd_conf.settings(deployment.conf, storage.group))
+
+
+def _long_listing(b: rbd_storage.RbdBackend) -> list[dict]:
+    """``rbd ls -l``: one entry per image and one per snapshot."""
+    out = b.client.rbd('ls', '-l', '--format', 'json', b.pool)
+    return json.loads(out) if out.strip() else []
+
+
+def check(audit, storage: deployment_mod.Storage, instances) -> None:
+    """Add the findings of one Ceph storage group to ``audit``."""
+    b = backend(audit.deployment, storage)
+    try:
+        listing = _long_listing(b)
+        _check(audit, storage, b, listing, instances)
+    except (exception.LifecycleException, ValueError) as e:
+        message = (e.format_message()
+                   if isinstance(e, exception.LifecycleException) else str(e))
+        audit.errors.append('Ceph pool %s of group %s not checked: %s'
+                            % (b.pool, storage.group, message))
+
+
+def _check(audit, storage, b, listing, instances) -> None:
+    from lifecycle.manage import disks  # disks imports this module
+
+    live = {i.uuid for i in instances}
+    clones = {}
+    for entry in listing:
+        if entry.get('snapshot') is None:
+            match = rbd_storage._DISK_RE.match(entry.get('image', ''))
+            if match:
+                clones[match.group(1)] = entry['image']
+    if audit._wanted(ORPHAN_CLONE):
+        orphans = [u for u in clones if u not in live]
+        orphans = [u for u in orphans if u not in audit._live_uuids(orphans)]
+        deleted = audit._deleted_at(orphans)
+        for uuid in sorted(orphans):
+            when = deleted.get(uuid)
+            audit.findings.append(disks.Finding(
+                ORPHAN_CLONE, uuid, group=storage.group,
+                path='rbd:%s' % b.client.spec(clones[uuid]), storage=storage,
+                bytes=b.client.used_bytes(clones[uuid]),
+                detail=('instance deleted at %s' % when.isoformat()
+                        if when else 'no such instance')))
+    oldest = time.time() - audit.base_min_age.total_seconds()
+    for entry in listing:
+        snap = entry.get('snapshot')
+        if snap is None or str(entry.get('protected')).lower() != 'true':
+            continue
+        image = entry['image']
+        is_base = (rbd_storage._BASE_RE.match(image) and
+                   snap == rbd_storage.SNAP)
+        category = UNUSED_RBD_BASE if is_base else IDLE_PROTECTED_SNAPSHOT
+        if not audit._wanted(category) or b.client.children(image, snap):
+            continue
+        if is_base:
+            used = b.last_used(image)
+            if used > oldest:
+                continue
+            audit.findings.append(disks.Finding(
+                UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
+                group=storage.group, storage=storage,
+                bytes=b.client.used_bytes(image),
+                detail='its snapshot has no clone; last used %s' %
+                datetime.datetime.fromtimestamp(used, datetime.UTC).strftime(
+                    '%Y-%m-%dT%H:%M:%SZ'),
+                extra={'_image': image}))
+        else:
+            audit.findings.append(disks.Finding(
+                IDLE_PROTECTED_SNAPSHOT,
+                'rbd:%s' % b.client.spec(image, snap), group=storage.group,
+                storage=storage, detail='protected, without clones',
+                extra={'_image': image, '_snap': snap}))
+
+
+# -- cleanup --------------------------------------------------------------
+
+def cleanup(cleaner, finding) -> tuple[str, int, str]:
+    """(action, bytes reclaimed, detail) for one finding of this module."""
+    b = backend(cleaner.deployment, finding.storage)
+    if finding.category == ORPHAN_CLONE:
+        if cleaner.audit._live_uuids([finding.resource]):
+            return 'skipped', 0, 'the instance exists now'
+        freed = b.delete(finding.resource)
+        return 'removed', freed, 'clone removed'
+    image = finding.extra['_image']
+    if finding.category == UNUSED_RBD_BASE:
+        if image not in b.list_bases():
+            return 'skipped', 0, 'already gone'
+        if b.last_used(image) > (time.time() -
+                                 cleaner.audit.base_min_age.total_seconds()):
+            return 'skipped', 0, 'used again since the audit'
+        freed = b.client.used_bytes(image)
+        try:
+            b.remove_base(image)
+        except rbd_storage.BaseInUse as e:
+            return 'skipped', 0, e.format_message()
+        return 'removed', freed, 'snapshot unprotected, base removed'
+    snap = finding.extra['_snap']
+    if b.client.children(image, snap):
+        return 'skipped', 0, 'it has clones now'
+    try:
+        b.client.snap_unprotect(image, snap)
+    except rbd_client.RbdCommandError as e:
+        if e.errno == rbd_client.EBUSY:
+            return 'skipped', 0, 'it has clones now'
+        raise
+    LOG.info('Unprotected %s (no clones)', finding.resource)
+    return 'unprotected', 0, 'snapshot kept, no longer protected'
