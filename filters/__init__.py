@@ -43,6 +43,14 @@ def get_logger(name):
 def request_is_rebuild(spec_obj):
     """True when the request is Nova's "can this host still take the rebuild"
     check (same test as ``nova.scheduler.utils.request_is_rebuild``)."""
+    if not spec_obj:
+        return False
+    try:
+        # Nova's RequestSpec raises on reading an unset field: ask first.
+        if 'scheduler_hints' not in spec_obj:
+            return False
+    except TypeError:  # a plain object, not a container
+        pass
     hints = getattr(spec_obj, 'scheduler_hints', None) or {}
     return hints.get('_nova_check_type') == ['rebuild']
 

@@ -101,6 +101,8 @@ def normalize(weights, minval=None, maxval=None):
 class WeighedHost:
     """Same shape as Nova's ``WeighedHost``: ``obj`` and ``weight``."""
 
+    __slots__ = ('obj', 'weight')
+
     def __init__(self, obj, weight=0.0):
         self.obj = obj
         self.weight = weight
@@ -126,12 +128,26 @@ def filter_and_weigh(host_states, spec_obj, filters, weighers, index=0):
         hosts = [] if passed is None else list(passed)
         if not hosts:
             return []
+    if len(hosts) <= 1:
+        return hosts
     weighed = [WeighedHost(h) for h in hosts]
-    if len(weighed) > 1:
-        for weigher in weighers:
-            raw = weigher.weigh_objects(weighed, spec_obj)
-            norm = normalize(raw, weigher.minval, weigher.maxval)
-            for item, weight in zip(weighed, norm, strict=True):
-                item.weight += weigher.weight_multiplier(item.obj) * weight
-    weighed.sort(key=lambda item: item.weight, reverse=True)
-    return [item.obj for item in weighed]
+    totals = [0.0] * len(weighed)
+    for weigher in weighers:
+        raw = weigher.weigh_objects(weighed, spec_obj)
+        norm = normalize(raw, weigher.minval, weigher.maxval)
+        if not any(norm):
+            continue  # adds 0 to every host, whatever the multiplier
+        if getattr(weigher, 'constant_multiplier', False):
+            # The weigher says weight_multiplier() is the same for every
+            # host: call it once.
+            factor = weigher.weight_multiplier(weighed[0].obj)
+            totals = [total + factor * weight
+                      for total, weight in zip(totals, norm, strict=True)]
+        else:
+            multiplier = weigher.weight_multiplier
+            totals = [total + multiplier(item.obj) * weight
+                      for total, item, weight in zip(totals, weighed, norm,
+                                                     strict=True)]
+    # Highest weight first; ties keep the input order (stable sort).
+    order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
+    return [hosts[i] for i in order]

@@ -37,6 +37,9 @@ def _hint(spec_obj, name):
 
 class _MultiplierMixin:
     multiplier = 1.0
+    # weight_multiplier() does not depend on the host (read by
+    # filters.host_state.filter_and_weigh; Nova ignores it).
+    constant_multiplier = True
 
     def __init__(self, multiplier=None):
         if multiplier is not None:
@@ -58,6 +61,15 @@ class ShelvedHostWeigher(_MultiplierMixin, BaseWeigher):
         wanted = _hint(weight_properties, SHELVED_HOST_HINT)
         return 1.0 if wanted and host_state.host == wanted else 0.0
 
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        """As the base class's loop (1.0 or 0.0 are inside minval..maxval),
+        with the hint read once per request."""
+        wanted = _hint(weight_properties, SHELVED_HOST_HINT)
+        if not wanted:
+            return [0.0] * len(weighed_obj_list)
+        return [1.0 if item.obj.host == wanted else 0.0
+                for item in weighed_obj_list]
+
 
 class FreeRamWeigher(_MultiplierMixin, BaseWeigher):
     """Free RAM in MB; multiplier ``SPREAD`` (+1.0) or ``PACK`` (-1.0)."""
@@ -66,3 +78,8 @@ class FreeRamWeigher(_MultiplierMixin, BaseWeigher):
 
     def _weigh_object(self, host_state, weight_properties):
         return host_state.free_ram_mb
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        if self.minval is not None or self.maxval is not None:
+            return super().weigh_objects(weighed_obj_list, weight_properties)
+        return [item.obj.free_ram_mb for item in weighed_obj_list]

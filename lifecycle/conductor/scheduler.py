@@ -69,83 +69,118 @@ def _up_cutoff() -> datetime.datetime:
         seconds=CONF.compute.service_down_time)
 
 
-class HostStateCache:
-    """Every compute node's HostState, kept current between requests.
+def _weighted(row, columns) -> list[int]:
+    """``id * column`` of one compute node row, as compute_node_fingerprint
+    sums them."""
+    return [row.id * int(getattr(row, name) or 0) for name in columns]
 
-    Before each use, two cheap aggregate queries (``fingerprint``s) tell
-    whether the aggregates or the compute nodes changed since the last
-    use. Aggregates are re-read whole when they did (they change rarely,
-    and every change is serialized under the aggregate lock). Compute node
-    rows are re-read when written at or after the last write already seen
-    minus ``MARGIN`` -- claims from other processes can commit a little
-    out of timestamp order -- and all of them when a node was added or
-    removed, or every ``FULL_REFRESH`` seconds. A host state that is stale
-    in spite of this can only cost a claim retry: the claim is checked by
-    the database.
+
+class HostStateCache:
+    """Every compute node's HostState, kept current between requests, as
+    Nova's HostManager keeps them.
+
+    Before each use, one transaction reads two fingerprints (single-row
+    aggregate queries, ``Database.aggregate_fingerprint`` and
+    ``compute_node_fingerprint``) that tell whether aggregates or compute
+    nodes changed since the last use. Aggregates, which change rarely, are
+    then re-read whole. Of the compute nodes, only the rows written at or
+    after the last write already seen (minus ``MARGIN``, for writes that
+    commit a little out of timestamp order, and MySQL's whole seconds) are
+    re-read; the cache then checks its own id-weighted sums of the usage
+    and capacity columns against the fingerprint's, and reads every node
+    when they differ (a write the re-read missed) -- as it does when a node
+    was added or removed, and every ``FULL_REFRESH`` seconds. Host states
+    are replaced, never changed in place, so a request still filtering the
+    previous list is not disturbed. The claim stays the database's
+    conditional UPDATE: a host state that is stale in spite of all this
+    costs a claim retry, never an overcommitted host.
     """
 
-    MARGIN = datetime.timedelta(seconds=5)
+    MARGIN = datetime.timedelta(seconds=2)
     FULL_REFRESH = 60.0
 
     def __init__(self, db: db_api.Database) -> None:
         self.db = db
+        self._columns = db.FINGERPRINT_COLUMNS
         self._lock = threading.Lock()
         self._aggregate_fp: tuple | None = None
         self._node_fp: tuple | None = None
         self._loaded_at = float('-inf')
         self._by_host: dict[str, list[host_state.Aggregate]] = {}
-        # (HostState, disabled, last_seen_at) per host, in node id order.
+        # (HostState, row) per compute node, in node id order.
         self._entries: list[tuple] = []
         self._index: dict[str, int] = {}
+        self._sums: list[int] = []
+        self.full_loads = 0
 
     def up_host_states(self) -> list[host_state.HostState]:
         """Host states of enabled hosts seen within service_down_time."""
-        with self._lock:
-            self._refresh()
+        with self._lock, self.db.session() as session:
+            self._refresh(session)
             entries = self._entries
         cutoff = _up_cutoff()
-        return [state for state, disabled, seen in entries
-                if not disabled and seen is not None and seen >= cutoff]
+        return [state for state, row in entries
+                if not row.disabled and row.last_seen_at is not None and
+                row.last_seen_at >= cutoff]
 
-    def _refresh(self) -> None:
+    def _refresh(self, session) -> None:
+        """Bring the cache up to date, reading in ``session`` (one
+        transaction: a consistent picture, one BEGIN/COMMIT)."""
         full = time.monotonic() - self._loaded_at > self.FULL_REFRESH
-        aggregate_fp = self.db.aggregate_fingerprint()
-        node_fp = self.db.compute_node_fingerprint()
+        aggregate_fp = self.db.aggregate_fingerprint(session=session)
+        node_fp = self.db.compute_node_fingerprint(session=session)
         if full or aggregate_fp != self._aggregate_fp:
             self._by_host = _aggregates_by_host(
-                self.db.aggregate_memberships())
+                self.db.aggregate_memberships(session=session))
             self._aggregate_fp = aggregate_fp
-            self._load_all(node_fp)
+            self._load_all(node_fp, session)
         elif node_fp[:2] != self._node_fp[:2]:  # nodes added or removed
-            self._load_all(node_fp)
+            self._load_all(node_fp, session)
         elif node_fp != self._node_fp:
-            since = self._node_fp[2]
-            rows = self.db.compute_node_states(
-                changed_since=since - self.MARGIN if since else None)
-            # Copy on write: a request still filtering the previous list
-            # keeps consistent (if older) host states.
-            entries = list(self._entries)
-            for row in rows:
-                index = self._index.get(row.host)
-                if index is None:  # replaced meanwhile: start over
-                    self._load_all(node_fp)
-                    return
-                entries[index] = (
-                    _host_state(row, self._by_host.get(row.host, [])),
-                    row.disabled, row.last_seen_at)
-            LOG.debug('Host state cache: %d changed compute nodes re-read',
-                      len(rows))
-            self._entries = entries
-            self._node_fp = node_fp
+            self._load_changed(node_fp, session)
 
-    def _load_all(self, node_fp: tuple) -> None:
-        rows = self.db.compute_node_states()
+    def _load_changed(self, node_fp: tuple, session) -> None:
+        since = self._node_fp[2]
+        rows = self.db.compute_node_states(
+            changed_since=since - self.MARGIN if since else None,
+            session=session)
+        entries = list(self._entries)
+        sums = list(self._sums)
+        for row in rows:
+            index = self._index.get(row.host)
+            if index is None:  # replaced meanwhile
+                self._load_all(node_fp, session)
+                return
+            old = entries[index][1]
+            sums = [total + new - before for total, new, before in zip(
+                sums, _weighted(row, self._columns),
+                _weighted(old, self._columns), strict=True)]
+            entries[index] = (
+                _host_state(row, self._by_host.get(row.host, [])), row)
+        if tuple(sums) != node_fp[3:3 + len(sums)]:
+            LOG.debug('Host state cache: a write older than %s was missed; '
+                      'reading every compute node', since - self.MARGIN)
+            self._load_all(node_fp, session)
+            return
+        LOG.debug('Host state cache: %d changed compute nodes re-read',
+                  len(rows))
+        self._entries = entries
+        self._sums = sums
+        self._node_fp = node_fp
+
+    def _load_all(self, node_fp: tuple, session) -> None:
+        rows = self.db.compute_node_states(session=session)
         self._entries = [
-            (_host_state(row, self._by_host.get(row.host, [])),
-             row.disabled, row.last_seen_at) for row in rows]
+            (_host_state(row, self._by_host.get(row.host, [])), row)
+            for row in rows]
         self._index = {row.host: i for i, row in enumerate(rows)}
+        self._sums = [0] * len(self._columns)
+        for row in rows:
+            self._sums = [total + value for total, value in zip(
+                self._sums, _weighted(row, self._columns), strict=True)]
         self._node_fp = node_fp
         self._loaded_at = time.monotonic()
+        self.full_loads += 1
         LOG.debug('Host state cache: loaded %d compute nodes', len(rows))
 
 
@@ -170,10 +205,12 @@ class Scheduler:
                           ) -> list[host_state.HostState]:
         """As :meth:`up_host_states`, for the given hosts or the hosts of
         a storage group only, read afresh from the database."""
-        rows = self.db.compute_node_states(
-            hosts=hosts, storage_group=storage_group, up_since=_up_cutoff())
-        by_host = _aggregates_by_host(
-            self.db.aggregate_memberships([r.host for r in rows]))
+        with self.db.session() as session:
+            rows = self.db.compute_node_states(
+                hosts=hosts, storage_group=storage_group,
+                up_since=_up_cutoff(), session=session)
+            by_host = _aggregates_by_host(self.db.aggregate_memberships(
+                [r.host for r in rows], session=session))
         return [_host_state(row, by_host.get(row.host, [])) for row in rows]
 
     @staticmethod

@@ -228,7 +228,14 @@ class AggregatesMixin:
                 if item is not None:
                     aggregate.metadata_items.remove(item)
             elif item is not None:
-                item.value = value
+                if item.value != value:
+                    # A new row rather than an update: the new id tells
+                    # the scheduler's cache that metadata changed even
+                    # where timestamps have whole seconds (MySQL DATETIME).
+                    aggregate.metadata_items.remove(item)
+                    orm.object_session(aggregate).flush()
+                    aggregate.metadata_items.append(
+                        models.AggregateMetadata(key=key, value=value))
             else:
                 aggregate.metadata_items.append(
                     models.AggregateMetadata(key=key, value=value))
@@ -394,19 +401,29 @@ class AggregatesMixin:
 
     # -- what the scheduler reads ------------------------------------------
 
-    def aggregate_fingerprint(self) -> tuple:
-        """(count, max id, last change) of the aggregates: every change
-        (create, rename, metadata, hosts) sets ``updated_at`` under the
-        aggregate lock, so a change of membership or metadata always
-        changes this tuple."""
+    def aggregate_fingerprint(self, session: orm.Session | None = None
+                              ) -> tuple:
+        """A summary of the aggregates that changes with every change of
+        aggregates, their hosts or their metadata: counts, max ids (a new
+        host or metadata row always has a new id; a changed metadata value
+        is a new row) and the last change time (every change sets the
+        aggregate's ``updated_at`` under the aggregate lock)."""
         agg = models.Aggregate
-        with self.session() as session:
-            return tuple(session.execute(sa.select(
+        member = models.AggregateHost
+        meta = models.AggregateMetadata
+        with self._reading(session) as reader:
+            return (tuple(reader.execute(sa.select(
                 sa.func.count(agg.id), sa.func.max(agg.id),
                 sa.func.max(sa.func.coalesce(agg.updated_at,
-                                             agg.created_at)))).one())
+                                             agg.created_at)))).one()) +
+                tuple(reader.execute(sa.select(
+                    sa.func.count(member.id), sa.func.max(member.id),
+                    sa.func.sum(member.aggregate_id))).one()) +
+                tuple(reader.execute(sa.select(
+                    sa.func.count(meta.id), sa.func.max(meta.id))).one()))
 
-    def aggregate_memberships(self, hosts: Iterable[str] | None = None
+    def aggregate_memberships(self, hosts: Iterable[str] | None = None,
+                              session: orm.Session | None = None
                               ) -> list[tuple[int, str, list[str], dict]]:
         """(id, name, sorted host names, metadata) of every aggregate (only
         those holding one of ``hosts``, when given), ordered by id; plain
@@ -427,10 +444,10 @@ class AggregatesMixin:
             members_q = members_q.where(member.aggregate_id.in_(ids))
             aggs_q = aggs_q.where(agg.id.in_(ids))
             meta_q = meta_q.where(meta.aggregate_id.in_(ids))
-        with self.session() as session:
-            aggregates = list(session.execute(aggs_q))
-            members = list(session.execute(members_q))
-            metadata_rows = list(session.execute(meta_q))
+        with self._reading(session) as reader:
+            aggregates = list(reader.execute(aggs_q))
+            members = list(reader.execute(members_q))
+            metadata_rows = list(reader.execute(meta_q))
         hosts_of: dict[int, list[str]] = {}
         for agg_id, host in members:
             hosts_of.setdefault(agg_id, []).append(host)

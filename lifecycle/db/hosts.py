@@ -1,10 +1,12 @@
 """Flavors, compute hosts and the capacity claims on them."""
 
+import contextlib
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 from oslo_db import exception as db_exc
+from sqlalchemy import orm
 
 from lifecycle import exception
 from lifecycle.db import models
@@ -79,6 +81,16 @@ class HostsMixin:
     # these, per request for the few hosts a request can use, and keeps the
     # rest cached (lifecycle.conductor.scheduler.HostStateCache).
 
+    @contextlib.contextmanager
+    def _reading(self, session: orm.Session | None) -> Iterator[orm.Session]:
+        """``session`` when given (several reads in one transaction), else a
+        transaction of its own."""
+        if session is not None:
+            yield session
+        else:
+            with self.session() as own:
+                yield own
+
     @staticmethod
     def _node_changed_at():
         node = models.ComputeNode
@@ -87,7 +99,8 @@ class HostsMixin:
     def compute_node_states(self, *, hosts: Iterable[str] | None = None,
                             storage_group: str | None = None,
                             up_since: datetime.datetime | None = None,
-                            changed_since: datetime.datetime | None = None
+                            changed_since: datetime.datetime | None = None,
+                            session: orm.Session | None = None
                             ) -> list[sa.Row]:
         """Capacity rows of compute nodes, ordered by id: ``id, host,
         vcpus, vcpus_used, memory_mb, reserved_memory_mb, memory_mb_used,
@@ -125,23 +138,41 @@ class HostsMixin:
                                 node.last_seen_at >= up_since)
         if changed_since is not None:
             query = query.where(changed_at >= changed_since)
-        with self.session() as session:
-            return list(session.execute(query))
+        with self._reading(session) as reader:
+            return list(reader.execute(query))
 
-    def compute_node_fingerprint(self) -> tuple:
-        """A cheap summary of the compute_nodes table that changes when a
-        node is added or removed, claimed, released, reported, disabled
-        or enabled: (count, max id, last write, vCPUs used, RAM used,
-        disabled count)."""
+    #: Columns summed, weighted by node id, in compute_node_fingerprint.
+    FINGERPRINT_COLUMNS = ('vcpus', 'vcpus_used', 'memory_mb',
+                           'memory_mb_used', 'reserved_memory_mb',
+                           'disabled')
+
+    def compute_node_fingerprint(self, session: orm.Session | None = None
+                                 ) -> tuple:
+        """A cheap summary of compute_nodes that changes when a node is
+        added or removed, claimed, released, reported, disabled or enabled:
+        (count, max id, last write, then ``sum(id * column)`` for each of
+        FINGERPRINT_COLUMNS (disabled as 0/1) -- weighted by id so that a
+        claim on one host and a release on another do not cancel out --
+        then the id-weighted sums of the two allocation ratios). Timestamps
+        alone would not do: MySQL's have whole seconds."""
         node = models.ComputeNode
-        with self.session() as session:
-            return tuple(session.execute(sa.select(
+        sums = []
+        for name in self.FINGERPRINT_COLUMNS:
+            column = getattr(node, name)
+            if name == 'disabled':
+                column = sa.case((column.is_(True), 1), else_=0)
+            sums.append(sa.func.sum(node.id * column))
+        sums += [sa.func.sum(node.id * node.cpu_allocation_ratio),
+                 sa.func.sum(node.id * node.ram_allocation_ratio)]
+        with self._reading(session) as reader:
+            row = reader.execute(sa.select(
                 sa.func.count(node.id), sa.func.max(node.id),
-                sa.func.max(self._node_changed_at()),
-                sa.func.sum(node.vcpus_used),
-                sa.func.sum(node.memory_mb_used),
-                sa.func.sum(sa.case((node.disabled.is_(True), 1),
-                                    else_=0)))).one())
+                sa.func.max(self._node_changed_at()), *sums)).one()
+        # Plain ints (drivers may return Decimal) for comparisons with the
+        # sums the cache keeps; the ratio sums stay as the database gives.
+        n = len(self.FINGERPRINT_COLUMNS)
+        return (row[0], row[1], row[2],
+                *(int(v or 0) for v in row[3:3 + n]), *row[3 + n:])
 
     def claim(self, instance_uuid: str, host: str) -> None:
         """Claim the instance's vCPU and RAM on ``host``, atomically.
