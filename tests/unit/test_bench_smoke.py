@@ -69,7 +69,7 @@ def test_quick_benchmark_writes_results(tmp_path):
         (h, k) for h in (100, 300) for k in ('unshelve', 'boot')}
     for row in scheduler:
         assert row['decision_ms']['median'] > 0
-        assert row['what_if_cached']['decision_ms']['median'] > 0
+        assert row['commit_floor_ms']['median'] > 0
 
     storage = results['sections']['storage']
     assert storage['partial']['shared_storage_bytes'] > 0
