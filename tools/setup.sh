@@ -1,7 +1,9 @@
 #!/bin/bash
 # Prepare this machine to run and test shelve-lifecycle (Debian 12, as root).
 #
-#   1. install the Debian packages of bindep.txt that are missing;
+#   1. install the Debian packages of bindep.txt that are missing (QEMU,
+#      libvirt, and Ceph's ceph-common, ceph-mon, ceph-osd, qemu-block-extra
+#      for the rbd storage backend and its single-node test cluster);
 #   2. build .venv (from /usr/bin/python3) with the pinned Python packages and
 #      the project installed editable -- skipped when .venv is up to date;
 #   3. let QEMU use /dev/kvm;
