@@ -269,6 +269,19 @@ def write_markdown(results: dict, path: str) -> None:
                                  row['request'], _s(row['p50_ms'], 2),
                                  _met(row['target'])))
     L.append('')
+    if results.get('analysis'):
+        # Written by whoever ran the benchmark, kept in results.json: why
+        # the missed targets are missed here, from the profiles.
+        L += ['## Missed targets: why', '']
+        for paragraph in results['analysis']:
+            L += [paragraph, '']
+    if results.get('section_runs'):
+        L += ['Sections run: ' + '; '.join(
+            '%s at %s (`%s`)' % (name, run['started_at'],
+                                 run['command'].strip())
+            for name, run in sorted(results['section_runs'].items(),
+                                    key=lambda kv: kv[1]['started_at'])) +
+            '.', '']
 
     lat = sec.get('latency')
     if lat:
@@ -513,72 +526,3 @@ def _growth(rows: list[dict]) -> list[str]:
         if steps:
             out.append('%s/%s %s' % (db, req, ', '.join(steps)))
     return out
-
-
-# -- plot ---------------------------------------------------------------------
-
-def plot(results: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
-
-    lat = results['sections'].get('latency')
-    sched = results['sections'].get('scheduler')
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-    styles = {'floor': ('k', 's'), 'floor_virsh': ('0.5', 'x'),
-              'partial_same_host': ('tab:blue', 'o'),
-              'partial_other_host': ('tab:cyan', 'v'),
-              'full': ('tab:red', 'D')}
-    for ax, op in zip(axes[:2], ('unshelve', 'shelve'), strict=True):
-        if lat and lat.get('sizes'):
-            for kind, label in KINDS:
-                xs, ys, lo, hi = [], [], [], []
-                for s in lat['sizes']:
-                    summ = s['summary'][kind][op]
-                    if not summ['n']:
-                        continue
-                    xs.append(s['size_bytes'] / common.GiB)
-                    ys.append(summ['median'])
-                    lo.append(summ['median'] - summ['min'])
-                    hi.append(summ['max'] - summ['median'])
-                if xs:
-                    color, marker = styles[kind]
-                    ax.errorbar(xs, ys, yerr=[lo, hi], label=label,
-                                color=color, marker=marker, capsize=3)
-            ax.set_xscale('log', base=2)
-            ax.set_yscale('log')
-            ax.set_xlabel('random data written in the root disk (GiB)')
-            ax.set_ylabel('seconds (median, min–max)')
-            ax.set_title('%s latency vs. disk size' % op)
-            ax.grid(True, which='both', alpha=0.3)
-            ax.legend(fontsize=7)
-        else:
-            ax.set_axis_off()
-    ax = axes[2]
-    if sched and sched.get('results'):
-        series = {}
-        for r in sched['results']:
-            series.setdefault((r['database'], r['request']), []).append(
-                (r['hosts'], r['decision_ms']['median'],
-                 r['decision_ms']['p99']))
-        for (db, req), points in sorted(series.items()):
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points],
-                    marker='o', label='%s %s p50' % (db, req))
-        for hosts, limit in TARGETS['scheduler_p50_ms_max'].items():
-            ax.scatter([hosts], [limit], marker='_', s=400, color='red')
-        ax.set_xscale('log')
-        ax.set_yscale('log')
-        ax.set_xlabel('compute hosts')
-        ax.set_ylabel('ms per decision (red: target p50)')
-        ax.set_title('scheduler: filter + weigh + claim')
-        ax.grid(True, which='both', alpha=0.3)
-        ax.legend(fontsize=7)
-    else:
-        ax.set_axis_off()
-    fig.suptitle('shelve-lifecycle benchmarks (%s mode, %s, %s)' % (
-        results['mode'], results['machine'].get('cpu_model'),
-        results['machine'].get('acceleration')), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -192,6 +192,7 @@ def _previous_results(output: str, args, sections: list[str]) -> dict:
 
 
 def _report_only(output: str) -> int:
+    from tools.bench import plot
     from tools.bench import report
     path = os.path.join(output, 'results.json')
     with open(path) as f:
@@ -201,7 +202,7 @@ def _report_only(output: str) -> int:
         json.dump(results, f, indent=1, sort_keys=True)
         f.write('\n')
     report.write_markdown(results, os.path.join(output, 'results.md'))
-    report.plot(results, os.path.join(output, 'latency.png'))
+    plot.plot(results, os.path.join(output, 'latency.png'))
     return 0
 
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args.profile_dir = os.path.join(output, 'profiles')
     os.makedirs(args.profile_dir, exist_ok=True)
     from tools.bench import machine
+    from tools.bench import plot
     from tools.bench import report
 
     started = time.monotonic()
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(results, f, indent=1, sort_keys=True)
             f.write('\n')
         report.write_markdown(results, os.path.join(output, 'results.md'))
-        report.plot(results, os.path.join(output, 'latency.png'))
+        plot.plot(results, os.path.join(output, 'latency.png'))
         if not os.listdir(args.profile_dir):
             os.rmdir(args.profile_dir)
         failed_inside = any(
