@@ -12,9 +12,10 @@ only). Categories:
     parent);
 ``unused-rbd-base``
     a base image ``base_<sha1>`` whose snapshot has no clone left and that
-    was not imported or reused for ``--base-min-age``; cleanup unprotects
-    and removes the snapshot, then the image -- refused, and skipped, if a
-    clone appeared meanwhile;
+    was not imported or reused for ``--base-min-age``, or the temporary
+    image of an import a crash interrupted (older than that too); cleanup
+    unprotects and removes the snapshot, then the image -- refused, and
+    skipped, if a clone appeared meanwhile;
 ``idle-protected-snapshot``
     any other protected snapshot in the pool without clones (left by a
     crash or by hand), which pins its image's data; cleanup only
@@ -87,7 +88,7 @@ def _check(audit, storage, b, listing, instances) -> None:
     clones = {}
     for entry in listing:
         if entry.get('snapshot') is None:
-            match = rbd_storage._DISK_RE.match(entry.get('image', ''))
+            match = rbd_storage.DISK_RE.match(entry.get('image', ''))
             if match:
                 clones[match.group(1)] = entry['image']
     if audit._wanted(ORPHAN_CLONE):
@@ -103,12 +104,24 @@ def _check(audit, storage, b, listing, instances) -> None:
                 detail=('instance deleted at %s' % when.isoformat()
                         if when else 'no such instance')))
     oldest = time.time() - audit.base_min_age.total_seconds()
+    partials = {e['image'] for e in listing if _is_partial(e.get('image'))}
+    for image in sorted(partials):
+        # An import a crash interrupted; one running now is younger than
+        # the minimum age.
+        if audit._wanted(UNUSED_RBD_BASE) and b.last_used(image) <= oldest:
+            audit.findings.append(disks.Finding(
+                UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
+                group=storage.group, storage=storage,
+                bytes=b.client.used_bytes(image),
+                detail='left by an interrupted import',
+                extra={'_image': image}))
     for entry in listing:
         snap = entry.get('snapshot')
-        if snap is None or str(entry.get('protected')).lower() != 'true':
+        if (snap is None or entry['image'] in partials or
+                str(entry.get('protected')).lower() != 'true'):
             continue
         image = entry['image']
-        is_base = (rbd_storage._BASE_RE.match(image) and
+        is_base = (rbd_storage.BASE_RE.match(image) and
                    snap == rbd_storage.SNAP)
         category = UNUSED_RBD_BASE if is_base else IDLE_PROTECTED_SNAPSHOT
         if not audit._wanted(category) or b.client.children(image, snap):
@@ -133,6 +146,11 @@ def _check(audit, storage, b, listing, instances) -> None:
                 extra={'_image': image, '_snap': snap}))
 
 
+def _is_partial(name: str | None) -> bool:
+    head, mark, _tail = (name or '').partition(rbd_storage.PARTIAL_MARK)
+    return bool(mark) and bool(rbd_storage.BASE_RE.match(head))
+
+
 # -- cleanup --------------------------------------------------------------
 
 def cleanup(cleaner, finding) -> tuple[str, int, str]:
@@ -145,7 +163,7 @@ def cleanup(cleaner, finding) -> tuple[str, int, str]:
         return 'removed', freed, 'clone removed'
     image = finding.extra['_image']
     if finding.category == UNUSED_RBD_BASE:
-        if image not in b.list_bases():
+        if not b.client.exists(image):
             return 'skipped', 0, 'already gone'
         if b.last_used(image) > (time.time() -
                                  cleaner.audit.base_min_age.total_seconds()):

@@ -52,8 +52,8 @@ SNAP = 'snap'
 PARTIAL_MARK = '.part-'
 LAST_USED_KEY = 'lifecycle.last_used'
 MONITOR_CACHE_SECONDS = 60
-_BASE_RE = re.compile(r'^base_[0-9a-f]{40}$')
-_DISK_RE = re.compile(r'^([0-9a-f-]{36})_disk$')
+BASE_RE = re.compile(r'^base_[0-9a-f]{40}$')
+DISK_RE = re.compile(r'^([0-9a-f-]{36})_disk$')
 
 
 class BaseInUse(exception.StorageError):
@@ -208,7 +208,7 @@ class RbdBackend(base.StorageBackend):
                         {'name': name, 'err': e})
 
     def list_bases(self) -> list[str]:
-        return [n for n in self.client.list_images() if _BASE_RE.match(n)]
+        return [n for n in self.client.list_images() if BASE_RE.match(n)]
 
     def children(self, base_name: str) -> list[str]:
         """The clones of a base's snapshot (``rbd children``)."""
@@ -326,7 +326,7 @@ class RbdBackend(base.StorageBackend):
         """Uuids of the ``<uuid>_disk`` images in the pool."""
         found = []
         for name in self.client.list_images():
-            match = _DISK_RE.match(name)
+            match = DISK_RE.match(name)
             if match:
                 try:
                     if paths.canonical_uuid(match.group(1)) == match.group(1):
@@ -338,5 +338,5 @@ class RbdBackend(base.StorageBackend):
     def partial_bases(self) -> list[str]:
         """Temporary images of imports that did not finish (a crash)."""
         return [n for n in self.client.list_images()
-                if PARTIAL_MARK in n and _BASE_RE.match(
+                if PARTIAL_MARK in n and BASE_RE.match(
                     n.split(PARTIAL_MARK)[0])]

@@ -77,6 +77,10 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
     _last_used_hours_ago(ceph_cluster, unused_base, 2)
     # A base as new as this one is kept whatever its children say.
     fresh_base = backend.ensure_base('just-imported', fetch)
+    # An import a crash interrupted (ours name them base_<sha1>.part-<hex>).
+    partial = unused_base + '.part-0badf00d'
+    ceph_cluster.rbd('create', '--size', '4M', '%s/%s' % (POOL, partial))
+    _last_used_hours_ago(ceph_cluster, partial, 2)
     ceph_cluster.rbd('create', '--size', '4M', '%s/leftover' % POOL)
     ceph_cluster.rbd('snap', 'create', '%s/leftover@pinned' % POOL)
     ceph_cluster.rbd('snap', 'protect', '%s/leftover@pinned' % POOL)
@@ -87,6 +91,7 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
     assert _rbd_findings(doc) == sorted([
         ('orphan-clone', stray),
         ('unused-rbd-base', 'rbd:%s/%s' % (POOL, unused_base)),
+        ('unused-rbd-base', 'rbd:%s/%s' % (POOL, partial)),
         ('idle-protected-snapshot', 'rbd:%s/leftover@pinned' % POOL)])
     orphan = next(f for f in doc['findings']
                   if f['category'] == 'orphan-clone')
@@ -100,6 +105,7 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
     assert actions == {
         stray: 'removed',
         'rbd:%s/%s' % (POOL, unused_base): 'removed',
+        'rbd:%s/%s' % (POOL, partial): 'removed',
         'rbd:%s/leftover@pinned' % POOL: 'unprotected'}
     # The shelved instance's clone and the base it uses are untouched.
     assert ceph_cluster.images(POOL) == sorted(
