@@ -214,7 +214,8 @@ def build_conductor_service(transport: messaging.Transport,
     """The conductor (not started); ``server`` names this conductor on the
     bus (several conductors share the topic's work)."""
     manager = conductor_manager.ConductorManager(
-        db, compute_rpc_client(transport), scheduler.Scheduler(db))
+        db, compute_rpc_client(transport), scheduler.Scheduler(db),
+        host=server)
     return service.Service(
         transport, conductor_topic(), server, manager,
         [(manager.escalate_retained_disks, CONF.shelve.escalation_interval)])

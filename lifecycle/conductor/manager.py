@@ -16,6 +16,7 @@ the disk's storage group uploads it.
 """
 
 import collections
+import contextlib
 import datetime
 import threading
 
@@ -28,9 +29,11 @@ from lifecycle import exception
 from lifecycle import states
 from lifecycle import storage_groups
 from lifecycle.compute import rpcapi as compute_rpcapi
+from lifecycle.conductor import flows as conductor_flows
 from lifecycle.conductor import scheduler as scheduler_mod
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
+from lifecycle.flows import engine as flow_engine
 
 LOG = logging.getLogger(__name__)
 
@@ -40,10 +43,13 @@ class ConductorManager:
 
     def __init__(self, db: db_api.Database,
                  compute: compute_rpcapi.ComputeAPI,
-                 scheduler: scheduler_mod.Scheduler) -> None:
+                 scheduler: scheduler_mod.Scheduler,
+                 host: str = 'conductor') -> None:
         self.db = db
         self.compute = compute
         self.scheduler = scheduler
+        self.flows = flow_engine.FlowRunner(db, 'conductor:%s' % host,
+                                            conductor_flows.FACTORIES)
         self._stats_lock = threading.Lock()
         self.stats: collections.Counter = collections.Counter()
 
@@ -75,58 +81,47 @@ class ConductorManager:
                           e.format_message())
         return None
 
+    def _run_flow(self, kind: str, context, instance_uuid: str,
+                  request_spec: dict) -> None:
+        # Tokens are never written to the database: RPC between the
+        # services does not need them.
+        stored = {k: v for k, v in (context.to_dict() if context else {})
+                  .items() if 'token' not in k}
+        self.flows.run(kind, self, {
+            'instance_uuid': instance_uuid, 'request_spec': request_spec,
+            'request_context': stored})
+
     def build_instance(self, context, instance_uuid: str,
                        request_spec: dict) -> None:
-        instance = self.db.instance_get(instance_uuid)
-        candidates = self.scheduler.select_destinations(instance,
-                                                        request_spec)
-        host = self._claim_first_fit(instance, candidates)
-        if host is None:
-            self._no_valid_host(
-                instance_uuid, self.scheduler.explain(instance, request_spec),
-                {'vm_state': states.ERROR, 'task_state': None})
-            return
-        self.db.instance_update(instance_uuid, {'task_state': states.SPAWNING},
-                                expected_task_state=states.SCHEDULING,
-                                action='spawn')
-        self.compute.build_and_run_instance(context, host, instance_uuid)
+        self._run_flow('build', context, instance_uuid, request_spec)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict) -> None:
-        instance = self.db.instance_get(instance_uuid)
-        candidates = self.scheduler.select_destinations(instance,
-                                                        request_spec)
-        failures = []
-        for host in candidates:
-            if self._claim_first_fit(instance, [host]) is None:
-                failures.append('%s: not enough free capacity' % host)
-                continue
+        self._run_flow('unshelve', context, instance_uuid, request_spec)
+
+    def init_host(self) -> None:
+        """Before taking requests: resume the placements a crash of this
+        conductor interrupted (a failure ends them with a fault)."""
+        for book in self.flows.unfinished():
+            instance_uuid = book.meta.get('instance_uuid')
             try:
-                self.compute.unshelve_instance(
-                    context, host, instance_uuid, request_spec,
-                    timeout=CONF.rpc_response_timeout)
-                return
-            except messaging.MessagingTimeout:
-                self._give_up_on(instance_uuid, host)
-                return
-            except Exception as e:  # the compute failed and cleaned up
-                LOG.warning('Unshelve of instance %s on %s failed, trying '
-                            'the next host: %s', instance_uuid, host, e)
-                self._count('compute_failures')
-                failures.append('%s: %s' % (host, e))
-                self.db.release_claim(instance_uuid)
-                self.db.instance_update(instance_uuid, {'host': None})
-        reason = self.scheduler.explain(instance, request_spec)
-        if failures:
-            reason = '%s Tried: %s.' % (reason, '; '.join(failures))
-        if (CONF.shelve.unshelve_fallback == 'transfer' and
-                instance.system_metadata.get('shelved_disk') and
-                not request_spec.get('requested_host')):
-            self._transfer_and_unshelve(context, instance, request_spec,
-                                        reason)
-            return
-        self._no_valid_host(instance_uuid, reason,
-                            {'task_state': None, 'host': None})
+                self.flows.resume(book, self)
+            except Exception as e:
+                LOG.exception('Resumed %s of instance %s failed',
+                              book.meta.get('kind'), instance_uuid)
+                self._record_failure(instance_uuid, e)
+
+    def _record_failure(self, instance_uuid: str, error: Exception) -> None:
+        message = (error.format_message()
+                   if isinstance(error, exception.LifecycleException)
+                   else str(error) or type(error).__name__)
+        with contextlib.suppress(exception.InstanceNotFound):
+            self.db.instance_fault_create(instance_uuid,
+                                          getattr(error, 'code', 500),
+                                          message,
+                                          details=type(error).__name__)
+            self.db.release_claim(instance_uuid)
+            self.db.instance_update(instance_uuid, {'task_state': None})
 
     def _give_up_on(self, instance_uuid: str, host: str) -> None:
         """A host that does not answer may still be starting the guest, so
@@ -222,7 +217,7 @@ class ConductorManager:
     def escalate_retained_disks(self, context=None) -> list[str]:
         """Periodic: apply the age limit and the storage watermarks."""
         context = context or lc_context.get_admin_context()
-        retained = self._retained_by_age()
+        retained, uploading = self._retained_by_age()
         escalated = []
         max_age = CONF.shelve.retained_disk_max_age
         if max_age > 0:
@@ -233,25 +228,30 @@ class ConductorManager:
                         'retained longer than %d s' % max_age):
                     escalated.append(instance_uuid)
         if CONF.shelve.storage_high_watermark > 0:
-            escalated += self._apply_watermarks(context, retained, escalated)
+            escalated += self._apply_watermarks(context, retained, escalated,
+                                                uploading)
         return escalated
 
-    def _retained_by_age(self) -> list[tuple]:
-        """(uuid, group, shelved_at) of retained disks, oldest first."""
-        rows = []
+    def _retained_by_age(self) -> tuple[list[tuple], list[tuple]]:
+        """(uuid, group, shelved_at) of retained disks, oldest first; and
+        (uuid, group) of those being uploaded already."""
+        rows, uploading = [], []
         for instance_uuid, group in self.db.storage_group_retained_disks():
             try:
                 instance = self.db.instance_get(instance_uuid)
             except exception.InstanceNotFound:
                 continue
             shelved_at = instance.system_metadata.get('shelved_at')
-            if instance.task_state is None and shelved_at:
+            if instance.task_state == states.SHELVING_IMAGE_UPLOADING:
+                uploading.append((instance_uuid, group))
+            elif instance.task_state is None and shelved_at:
                 rows.append((instance_uuid, group, timeutils.parse_isotime(
                     shelved_at).replace(tzinfo=None)))
-        return sorted(rows, key=lambda row: row[2])
+        return sorted(rows, key=lambda row: row[2]), uploading
 
     def _apply_watermarks(self, context, retained: list[tuple],
-                          done: list[str]) -> list[str]:
+                          done: list[str],
+                          uploading: list[tuple]) -> list[str]:
         high = CONF.shelve.storage_high_watermark / 100.0
         low = CONF.shelve.storage_low_watermark / 100.0
         escalated = []
@@ -261,9 +261,15 @@ class ConductorManager:
                 'free_bytes')
             if not capacity or free is None:
                 continue  # the group's storage is not visible here
-            used = capacity - free
             root = storage_groups.storage_root(self.db, group)
-            if used <= high * capacity or root is None:
+            if root is None:
+                continue
+            # Disks being uploaded (and their staging copies) are about to
+            # go: counting them would escalate more than needed.
+            used = capacity - free - sum(
+                storage_groups.allocated_bytes(root, instance_uuid)
+                for instance_uuid, in_group in uploading if in_group == group)
+            if used <= high * capacity:
                 continue
             for instance_uuid, _group, _at in (r for r in retained
                                                 if r[1] == group):
