@@ -46,16 +46,25 @@ def aio(make_aio, system_libvirt_uri, glance_server, ceph_cluster, pool):
         glance_server.restart()
     # The group's own section, as an operator would write [rbd:ceph].
     rbd_conf.register_section(CONF, 'ceph')
-    return make_aio(system_libvirt_uri, extra={
+    aio = make_aio(system_libvirt_uri, extra={
         ('aio', 'hosts'): ['host-c1:ceph', 'host-c2:ceph', 'host-f1:files'],
         ('aio', 'host_memory_mb'): 1024,
         ('rbd', 'storage_groups'): ['ceph'],
         ('rbd:ceph', 'ceph_conf'): ceph_cluster.conf,
         ('rbd:ceph', 'pool'): pool,
         ('image', 'source'): 'glance',
+        # An image of its own: the session's Glance counts the downloads of
+        # the default image for other tests.
+        ('image', 'default_image_name'): 'rbd-lifecycle-image',
         ('glance', 'auth_type'): 'none',
         ('glance', 'endpoint_override'): glance_server.endpoint,
         ('glance', 'num_retries'): 0})
+    yield aio
+    # Other tests of the session take the first image Glance lists as
+    # theirs: leave none behind.
+    for image in aio.images.list():
+        if image['name'].startswith('rbd-'):
+            aio.images.delete(image['id'])
 
 
 @pytest.fixture
