@@ -32,6 +32,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from oslo_log import log as logging
 
@@ -79,11 +80,12 @@ class RbdBackend(base.StorageBackend):
                  settings: dict | None = None) -> None:
         super().__init__(instances_path, storage_group)
         settings = settings or rbd_conf.settings(CONF, storage_group)
-        for key in ('ceph_conf',):
-            if ':' in settings[key] or not settings[key].startswith('/'):
-                raise exception.InvalidConfiguration(
-                    reason='[rbd] %s must be an absolute path without ":"'
-                           % key)
+        # The path ends up in QEMU's "rbd:pool/image:conf=PATH" file names,
+        # where a colon would start another option.
+        if (':' in settings['ceph_conf'] or
+                not settings['ceph_conf'].startswith('/')):
+            raise exception.InvalidConfiguration(
+                reason='[rbd] ceph_conf must be an absolute path without ":"')
         self.ceph_conf = settings['ceph_conf']
         self.user = settings['user'] or None
         self.secret_uuid = settings['secret_uuid'] or None
@@ -151,7 +153,7 @@ class RbdBackend(base.StorageBackend):
                 'create_timestamp'))
             return created if created is not None else 0.0
 
-    def ensure_base(self, image_id: str, fetch,
+    def ensure_base(self, image_id: str, fetch: Callable[[str], None],
                     disk_format: str | None = None) -> str:
         """Import the base of ``image_id`` into the pool once per group;
         return its image name.
