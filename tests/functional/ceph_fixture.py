@@ -25,10 +25,11 @@ both daemons (SIGTERM, then SIGKILL) and removes the directory; memstore
 keeps nothing on disk.
 
 The session fixture :func:`ceph_cluster` starts one cluster for the whole
-test session. When the Ceph packages are missing or the cluster does not
-come up, tests needing it are skipped on a laptop and **fail** under
-``CI=true`` (``tests.conftest.require``). Import it into a test module with
-``ceph_cluster = ceph_fixture.ceph_cluster``.
+test session; ``tests/functional/conftest.py`` imports it, so every
+functional test module shares that one cluster (a module that defined the
+fixture again would get a cluster of its own). When the Ceph packages are
+missing or the cluster does not come up, tests needing it are skipped on a
+laptop and **fail** under ``CI=true`` (``tests.conftest.require``).
 """
 
 import json

@@ -14,6 +14,7 @@ from oslo_config import cfg
 
 from lifecycle.cmd import aio as aio_cmd
 from lifecycle.conf import CONF
+from tests.functional.ceph_fixture import ceph_cluster  # noqa: F401
 from tests.functional.glance_fixture import glance_server  # noqa: F401
 
 pytest.importorskip('libvirt')

@@ -13,9 +13,7 @@ from lifecycle import exception
 from lifecycle.storage import images
 from lifecycle.storage import rbd as rbd_storage
 from lifecycle.storage import rbd_client
-from tests.functional import ceph_fixture
 
-ceph_cluster = ceph_fixture.ceph_cluster
 POOL = 'lifecycle-backend'
 MiB = 1024 * 1024
 

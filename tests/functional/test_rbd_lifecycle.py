@@ -30,7 +30,6 @@ from tests.functional.conftest import qemu_io
 
 pytestmark = pytest.mark.slow
 
-ceph_cluster = ceph_fixture.ceph_cluster
 POOL = 'lifecycle-aio'
 TIMEOUT = 120
 

@@ -11,12 +11,10 @@ from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import images
 from lifecycle.storage import rbd as rbd_storage
-from tests.functional import ceph_fixture
 from tests.functional.test_manage_commands import run
 from tests.functional.test_manage_commands import run_json
 from tests.functional.test_manage_commands import write_config
 
-ceph_cluster = ceph_fixture.ceph_cluster
 POOL = 'lifecycle-manage'
 RBD_CATEGORIES = ('orphan-clone', 'unused-rbd-base',
                   'idle-protected-snapshot')
