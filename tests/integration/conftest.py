@@ -140,10 +140,11 @@ def _die_with_parent() -> None:
 
 class ServiceProcess:
     def __init__(self, name: str, command: str, config_files: list[str],
-                 log_path: str) -> None:
+                 log_path: str, env: dict | None = None) -> None:
         self.name = name
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1')
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1',
+                   **(env or {}))
         self._terminated = False
         self._log = open(log_path, 'ab')
         args = [sys.executable, '-m', 'lifecycle.cmd.%s' % command]
@@ -282,13 +283,15 @@ class Deployment:
             text=True, env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
 
     def spawn(self, name: str, command: str,
-              extra: dict[str, dict] | None = None) -> ServiceProcess:
+              extra: dict[str, dict] | None = None,
+              env: dict | None = None) -> ServiceProcess:
         files = [self.common_conf]
         if extra:
             files.append(_write_conf(
                 os.path.join(self.log_dir, '%s.conf' % name), extra))
         process = ServiceProcess(name, command, files,
-                                 os.path.join(self.log_dir, '%s.log' % name))
+                                 os.path.join(self.log_dir, '%s.log' % name),
+                                 env)
         self.processes[name] = process
         return process
 
