@@ -20,7 +20,8 @@ class Cleaner:
 
     def apply(self, finding: disks.Finding) -> tuple[str, int, str]:
         """(action, bytes reclaimed, detail) for one finding."""
-        if finding.category in rbd_audit.CATEGORIES:
+        if (finding.category in rbd_audit.CATEGORIES or
+                finding.extra.get('_rbd')):
             return rbd_audit.cleanup(self, finding)
         handler = getattr(self, '_' + finding.category.replace('-', '_'))
         return handler(finding)

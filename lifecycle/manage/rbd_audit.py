@@ -19,7 +19,11 @@ only). Categories:
 ``idle-protected-snapshot``
     any other protected snapshot in the pool without clones (left by a
     crash or by hand), which pins its image's data; cleanup only
-    unprotects it, deleting nothing.
+    unprotects it, deleting nothing;
+``missing-disk``
+    as for file groups: a ``shelved_offloaded`` instance of the group whose
+    clone (``shelved_disk``) is not in the pool; cleanup, after looking in
+    the pool again, sets it to ``error`` with a fault.
 
 Every finding is checked again right before cleanup acts on it.
 """
@@ -82,8 +86,7 @@ def check(audit, storage: deployment_mod.Storage, instances) -> None:
 
 
 def _check(audit, storage, b, listing, instances) -> None:
-    from lifecycle.manage import disks  # disks imports this module
-
+    disks = disks_mod()
     live = {i.uuid for i in instances}
     clones = {}
     for entry in listing:
@@ -91,6 +94,21 @@ def _check(audit, storage, b, listing, instances) -> None:
             match = rbd_storage.DISK_RE.match(entry.get('image', ''))
             if match:
                 clones[match.group(1)] = entry['image']
+    if audit._wanted(disks.MISSING_DISK):
+        names = {e.get('image') for e in listing if e.get('snapshot') is None}
+        for instance in instances:
+            if (audit._retained_in(instance, storage) and
+                    instance.vm_state == 'shelved_offloaded' and
+                    instance.task_state is None and
+                    instance.system_metadata['shelved_disk'] not in names):
+                location = instance.system_metadata['shelved_disk']
+                audit.findings.append(disks.Finding(
+                    disks.MISSING_DISK, instance.uuid, group=storage.group,
+                    host=instance.system_metadata.get('shelved_host'),
+                    path='rbd:%s/%s' % (b.pool, location), storage=storage,
+                    detail='not in pool %s' % b.pool,
+                    extra={'display_name': instance.display_name,
+                           'location': location, '_rbd': True}))
     if audit._wanted(ORPHAN_CLONE):
         orphans = [u for u in clones if u not in live]
         orphans = [u for u in orphans if u not in audit._live_uuids(orphans)]
@@ -146,6 +164,11 @@ def _check(audit, storage, b, listing, instances) -> None:
                 extra={'_image': image, '_snap': snap}))
 
 
+def disks_mod():
+    from lifecycle.manage import disks  # disks imports this module
+    return disks
+
+
 def _is_partial(name: str | None) -> bool:
     head, mark, _tail = (name or '').partition(rbd_storage.PARTIAL_MARK)
     return bool(mark) and bool(rbd_storage.BASE_RE.match(head))
@@ -156,6 +179,14 @@ def _is_partial(name: str | None) -> bool:
 def cleanup(cleaner, finding) -> tuple[str, int, str]:
     """(action, bytes reclaimed, detail) for one finding of this module."""
     b = backend(cleaner.deployment, finding.storage)
+    if finding.category == disks_mod().MISSING_DISK:
+        try:
+            rbd_client.check_name(finding.extra['location'], 'image')
+            if b.client.exists(finding.extra['location']):
+                return 'skipped', 0, 'the clone is there now'
+        except exception.InvalidInput:
+            pass  # a location that cannot be an image of ours is missing
+        return cleaner._missing_disk(finding)
     if finding.category == ORPHAN_CLONE:
         if cleaner.audit._live_uuids([finding.resource]):
             return 'skipped', 0, 'the instance exists now'

@@ -57,8 +57,14 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
     client.wait(kept, 'ACTIVE')
     client.action(kept, {'shelve': None})
     client.wait(kept, 'SHELVED_OFFLOADED')
+    lost = client.boot('lost', host='host-c1')
+    client.wait(lost, 'ACTIVE')
+    client.action(lost, {'shelve': None})
+    client.wait(lost, 'SHELVED_OFFLOADED')
     backend = rbd_storage.RbdBackend(aio.storage_path('ceph'),
                                      storage_group='ceph')
+    # Its retained clone vanishes behind our back.
+    ceph_cluster.rbd('rm', '--no-progress', '%s/%s_disk' % (POOL, lost))
     used_base = backend.base_name(client.default_image)
 
     # Planted for real: a clone no instance owns (of the base in use),
@@ -90,7 +96,8 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
         ('orphan-clone', stray),
         ('unused-rbd-base', 'rbd:%s/%s' % (POOL, unused_base)),
         ('unused-rbd-base', 'rbd:%s/%s' % (POOL, partial)),
-        ('idle-protected-snapshot', 'rbd:%s/leftover@pinned' % POOL)])
+        ('idle-protected-snapshot', 'rbd:%s/leftover@pinned' % POOL),
+        ('missing-disk', lost)])
     orphan = next(f for f in doc['findings']
                   if f['category'] == 'orphan-clone')
     assert orphan['bytes'] > 0 and orphan['path'] == \
@@ -104,7 +111,11 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
         stray: 'removed',
         'rbd:%s/%s' % (POOL, unused_base): 'removed',
         'rbd:%s/%s' % (POOL, partial): 'removed',
-        'rbd:%s/leftover@pinned' % POOL: 'unprotected'}
+        'rbd:%s/leftover@pinned' % POOL: 'unprotected',
+        lost: 'set to error'}
+    server = client.server(lost)
+    assert server['status'] == 'ERROR'
+    assert 'not in pool %s' % POOL in server['fault']['message']
     # The shelved instance's clone and the base it uses are untouched.
     assert ceph_cluster.images(POOL) == sorted(
         [kept + '_disk', used_base, fresh_base, 'leftover'])
