@@ -22,17 +22,18 @@ LOG = logging.getLogger(__name__)
 NAME = 'lifecycle-compute'
 
 
-def _storage_group(db, host: str) -> str:
+def _storage_group(db, host: str) -> tuple[str | None, str]:
+    """(the host's storage group or None, how to describe it)."""
     try:
         group = db.storage_group_of_host(host)
     except exception.InvalidConfiguration as e:
         LOG.warning('%s', e.format_message())
-        return 'ambiguous'
+        return None, 'ambiguous'
     if group is None:
         LOG.info('Host %s is in no storage group yet: until an aggregate '
                  'with storage_group metadata holds it, disks it shelves '
                  'can be unshelved only on this host', host)
-    return group or 'none'
+    return group, group or 'none'
 
 
 def _start():
@@ -45,8 +46,12 @@ def _start():
     driver = virt_driver.open_driver(CONF.libvirt.connection_uri,
                                      CONF.libvirt.virt_type)
     transport = rpc.get_transport(CONF)
-    svc = deploy.build_compute_service(transport, db, host,
-                                       CONF.instances_path, driver, images)
+    group, described = _storage_group(db, host)
+    # The group picks per-group storage settings ([rbd:<group>] of a Ceph
+    # group); a host in no group (yet) uses [libvirt] images_type, [rbd].
+    svc = deploy.build_compute_service(
+        transport, db, host, CONF.instances_path, driver, images,
+        storage_group=group)
     svc.start()
 
     def stop() -> None:
@@ -55,7 +60,7 @@ def _start():
         driver.close()
         db.dispose()
     return stop, 'as host %s (storage group %s, instances_path %s, %s)' % (
-        host, _storage_group(db, host), CONF.instances_path, driver.uri)
+        host, described, CONF.instances_path, driver.uri)
 
 
 def main(argv: list[str] | None = None) -> int:
