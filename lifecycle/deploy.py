@@ -218,7 +218,8 @@ def build_conductor_service(transport: messaging.Transport,
         host=server)
     return service.Service(
         transport, conductor_topic(), server, manager,
-        [(manager.escalate_retained_disks, CONF.shelve.escalation_interval)])
+        [(manager.escalate_retained_disks, CONF.shelve.escalation_interval),
+         (manager.end_stuck_tasks, CONF.stuck_task_interval)])
 
 
 class API:

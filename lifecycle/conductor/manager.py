@@ -30,6 +30,7 @@ from lifecycle import states
 from lifecycle import storage_groups
 from lifecycle.compute import rpcapi as compute_rpcapi
 from lifecycle.conductor import flows as conductor_flows
+from lifecycle.conductor import stuck
 from lifecycle.conductor import scheduler as scheduler_mod
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
@@ -183,6 +184,13 @@ class ConductorManager:
                 {'task_state': None})
             return
         self.compute.terminate_instance(context, hosts[0], instance_uuid)
+
+    def end_stuck_tasks(self) -> list[str]:
+        """Periodic: see conductor/stuck.py."""
+        if CONF.stuck_task_timeout <= 0:
+            return []
+        return stuck.end_stuck_tasks(self.db, self.flows,
+                                     CONF.stuck_task_timeout)
 
     # -- escalation from partial to full offload --------------------------
 

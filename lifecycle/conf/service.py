@@ -33,6 +33,32 @@ all-in-one (one process) uses SQLite by default and ignores this option.
 Possible values: true or false.
 Related options: ``[database] connection``.
 """),
+    cfg.IntOpt('stuck_task_timeout',
+               default=1800,
+               min=0,
+               help="""
+Seconds after which the conductor ends a task nobody is working on: an
+instance with a task_state, unchanged for this long, and no unfinished
+flow record of any service (a request lost with the message bus, or sent to
+a host that never got it). The instance gets a fault and, depending on the
+task, goes back to where it was (``unshelving`` gives back its claim and
+stays offloaded; ``scheduling``/``spawning`` ends in ERROR like a failed
+build). An operation a killed service had started keeps its flow record
+and is finished by that service when it starts again, never here.
+
+Possible values: 0 (never) or a number of seconds, well above the longest
+operation's time in a message queue.
+Related options: ``stuck_task_interval``, ``rpc_response_timeout``.
+"""),
+    cfg.IntOpt('stuck_task_interval',
+               default=60,
+               min=0,
+               help="""
+Seconds between the conductor's checks for stuck tasks.
+
+Possible values: 0 (off) or a number of seconds.
+Related options: ``stuck_task_timeout``.
+"""),
 ]
 
 

@@ -12,9 +12,11 @@ The queries live in one module per area (``hosts``, ``aggregates``,
 """
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 
 import sqlalchemy as sa
+from oslo_db import api as oslo_db_api
 from oslo_db.sqlalchemy import engines
 from oslo_db.sqlalchemy import exc_filters
 from sqlalchemy import orm
@@ -74,3 +76,30 @@ class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
     def session(self) -> Iterator[orm.Session]:
         with self._sessionmaker() as session, session.begin():
             yield session
+
+
+def _retry_on_disconnect(cls: type) -> type:
+    """Every query method of ``cls`` retried when the database connection
+    drops (a database restart, a failover, a killed session) or a deadlock
+    makes the transaction roll back: each method is one transaction, so
+    running it again is safe; pool_pre_ping then hands out a live
+    connection. An update whose COMMIT was sent when the connection died is
+    the one ambiguous case: its retry finds the new state, and a
+    compare-and-swap then refuses (a 409 or a fault), never applies twice.
+    """
+    retry = oslo_db_api.wrap_db_retry(max_retries=5, retry_interval=0.2,
+                                      inc_retry_interval=True,
+                                      max_retry_interval=2,
+                                      retry_on_disconnect=True,
+                                      retry_on_deadlock=True)
+    for name in dir(cls):
+        raw = inspect.getattr_static(cls, name)
+        if (name.startswith('_') or name in _NOT_RETRIED or
+                not inspect.isfunction(raw)):
+            continue  # private, static/class methods, attributes
+        setattr(cls, name, retry(raw))
+    return cls
+
+
+_NOT_RETRIED = ('session', 'dispose')
+Database = _retry_on_disconnect(Database)

@@ -69,6 +69,14 @@ class InstancesMixin:
                 query = query.limit(limit)
             return list(session.scalars(query))
 
+    def instance_get_in_task_since(self, cutoff) -> list[models.Instance]:
+        """Instances with a task_state, unchanged since before ``cutoff``."""
+        inst = models.Instance
+        with self.session() as session:
+            return list(session.scalars(sa.select(inst).where(
+                inst.deleted_at.is_(None), inst.task_state.is_not(None),
+                sa.func.coalesce(inst.updated_at, inst.created_at) < cutoff)))
+
     def instance_update(self, instance_uuid: str, values: dict, *,
                         expected_vm_state: Iterable[str] | None = None,
                         expected_task_state=_UNSET,

@@ -6,11 +6,14 @@ when the flow has finished (succeeded or reverted), so what is left in the
 tables is exactly the unfinished work of each service.
 """
 
-import contextlib
+import inspect
+import time
 from collections.abc import Callable
 
 import taskflow.engines
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
+from taskflow import exceptions as flow_exc
 from taskflow import states as flow_states
 from taskflow import task
 from taskflow.patterns import linear_flow
@@ -23,6 +26,7 @@ from lifecycle.flows import faults
 LOG = logging.getLogger(__name__)
 
 FINISHED = (flow_states.SUCCESS, flow_states.REVERTED)
+STORAGE_ATTEMPTS = 5
 
 
 class LifecycleTask(task.Task):
@@ -66,10 +70,34 @@ class _Backend(impl_sqlalchemy.SQLAlchemyBackend):
 
     def __init__(self, conf: dict, engine) -> None:
         super().__init__(conf, engine=engine)
-        self._shared = super().get_connection()
+        self._shared = _RetriableConnection(super().get_connection())
 
     def get_connection(self):
         return self._shared
+
+
+class _RetriableConnection:
+    """TaskFlow retries a storage write that fails with its StorageFailure;
+    the project's engine translates a dropped connection into oslo.db's
+    DBConnectionError first, which TaskFlow would not retry. Turned back
+    into StorageFailure, TaskFlow's own retry (on a fresh, pre-pinged
+    connection) takes care of it."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._connection, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except (db_exc.DBConnectionError, db_exc.DBDeadlock) as e:
+                raise flow_exc.StorageFailure(
+                    'database connection lost in %s: %s' % (name, e)) from e
+        return call
 
 
 class FlowRunner:
@@ -87,8 +115,21 @@ class FlowRunner:
         self.backend = _Backend({'connection': str(db.engine.url)},
                                 db.engine)
 
-    def _connection(self):
-        return contextlib.nullcontext(self.backend.get_connection())
+    def _call(self, name: str, *args):
+        """A backend call of the runner's own (TaskFlow retries the calls
+        its engine makes), retried the same way on a lost connection."""
+        method = getattr(self.backend.get_connection(), name)
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                result = method(*args)
+                # get_logbooks is a generator: read it inside the retry.
+                return list(result) if inspect.isgenerator(result) else result
+            except flow_exc.StorageFailure:
+                if attempt == STORAGE_ATTEMPTS - 1:
+                    raise
+                LOG.warning('Flow storage failed in %s, retrying', name,
+                            exc_info=True)
+                time.sleep(0.2 * 2 ** attempt)
 
     def run(self, kind: str, owner_object, store: dict):
         """Run a new flow of ``kind`` to the end; returns its engine's
@@ -99,8 +140,7 @@ class FlowRunner:
         book.meta = {'owner': self.owner, 'kind': kind,
                      'instance_uuid': store.get('instance_uuid')}
         flow = self.factories[kind](owner_object)
-        with self._connection() as conn:
-            conn.save_logbook(book)
+        self._call('save_logbook', book)
         engine = taskflow.engines.load(flow, store=store, book=book,
                                        backend=self.backend, engine='serial')
         return self._run_to_end(engine, book)
@@ -116,17 +156,15 @@ class FlowRunner:
 
     def _destroy(self, book_uuid: str) -> None:
         try:
-            with self._connection() as conn:
-                conn.destroy_logbook(book_uuid)
+            self._call('destroy_logbook', book_uuid)
         except Exception:  # noqa: BLE001 - only leaves a finished record
             LOG.warning('Could not remove the finished flow record %s',
                         book_uuid, exc_info=True)
 
     def unfinished(self) -> list[flow_models.LogBook]:
         """This service's logbooks left by a crash, oldest first."""
-        with self._connection() as conn:
-            books = [b for b in conn.get_logbooks()
-                     if (b.meta or {}).get('owner') == self.owner]
+        books = [b for b in self._call('get_logbooks')
+                 if (b.meta or {}).get('owner') == self.owner]
         return sorted(books, key=lambda b: b.created_at)
 
     def resume(self, book: flow_models.LogBook, owner_object):
@@ -148,3 +186,8 @@ class FlowRunner:
                                        book=book, backend=self.backend,
                                        engine='serial')
         return self._run_to_end(engine, book)
+
+    def instances_in_flight(self) -> set[str]:
+        """Instances with an unfinished flow of any service."""
+        return {(b.meta or {}).get('instance_uuid')
+                for b in self._call('get_logbooks')}
