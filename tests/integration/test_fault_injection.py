@@ -43,7 +43,7 @@ FLAVOR = {'id': 'fi-64', 'name': 'fi.64', 'ram': 64, 'vcpus': 1, 'disk': 1}
 PATTERN = 'write -P 0x6b 3M 1M'
 SETTLE = 90
 # The conductor gives up on a silent (killed) compute host after this.
-RPC_TIMEOUT = 10
+RPC_TIMEOUT = 6
 
 
 def boundaries(factory) -> list[tuple[str, str, str]]:
@@ -273,6 +273,7 @@ def fully_offloaded(found: dict) -> bool:
     return found['fully_offloaded']
 
 
+@pytest.mark.timeout(3000)  # 36 boundaries, two restarts each
 def test_compute_killed_at_every_boundary(cloud, capsys):
     deployment = cloud.deployment
     server_id = boot_with_pattern(cloud)
