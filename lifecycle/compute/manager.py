@@ -93,7 +93,16 @@ class ComputeManager:
                   self._fault_on_error(
                       instance_uuid,
                       vm_state=states.ERROR if kind == 'spawn' else None)):
-                self.flows.resume(book, self)
+                try:
+                    self.flows.resume(book, self)
+                except Exception:
+                    if kind == 'unshelve':
+                        # No conductor waits for this one any more: the
+                        # claim it took for this host goes back here.
+                        self.db.release_claim(instance_uuid,
+                                              only_host=self.host,
+                                              values={'host': None})
+                    raise
             self.committed.pop(instance_uuid, None)
             self._continue_after(instance_uuid)
 

@@ -203,6 +203,16 @@ def _machine_md(m: dict) -> list[str]:
     return lines
 
 
+def _code(git: dict | None) -> str:
+    if not git:
+        return ''
+    return ', commit %s%s' % (
+        (git.get('commit') or '?')[:12],
+        ' + uncommitted changes to %s' % ', '.join(
+            line[3:] for line in git.get('modified_files', []))
+        if git.get('service_code_modified') else '')
+
+
 def write_markdown(results: dict, path: str) -> None:
     h = results.get('headline', {})
     sec = results['sections']
@@ -277,8 +287,9 @@ def write_markdown(results: dict, path: str) -> None:
             L += [paragraph, '']
     if results.get('section_runs'):
         L += ['Sections run: ' + '; '.join(
-            '%s at %s (`%s`)' % (name, run['started_at'],
-                                 run['command'].strip())
+            '%s at %s (`%s`%s)' % (
+                name, run['started_at'], run['command'].strip(),
+                _code(run.get('git')))
             for name, run in sorted(results['section_runs'].items(),
                                     key=lambda kv: kv[1]['started_at'])) +
             '.', '']

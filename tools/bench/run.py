@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             results['section_runs'][section] = {
                 'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ',
                                             time.gmtime()),
-                'command': results['command']}
+                'command': results['command'],
+                'git': results['machine'].get('git')}
             t0 = time.monotonic()
             load_before = os.getloadavg()[0]
             returncode = _run_child(_child_args(args, section, fragment,
