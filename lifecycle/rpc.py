@@ -34,9 +34,11 @@ def get_transport(conf: cfg.ConfigOpts,
 
 def get_client(transport: messaging.Transport, target: messaging.Target,
                version_cap: str | None = None) -> messaging.RPCClient:
+    retries = transport.conf.rpc_send_retries
     return messaging.get_rpc_client(transport, target,
                                     version_cap=version_cap,
-                                    serializer=RequestContextSerializer())
+                                    serializer=RequestContextSerializer(),
+                                    retry=None if retries < 0 else retries)
 
 
 def get_server(transport: messaging.Transport, target: messaging.Target,

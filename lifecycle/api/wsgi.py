@@ -17,6 +17,7 @@ import socketserver
 import threading
 from wsgiref import simple_server
 
+import oslo_messaging as messaging
 import routes
 import webob
 from oslo_log import log as logging
@@ -149,6 +150,12 @@ def fault_from_exception(exc: BaseException) -> Fault:
             LOG.error('API request failed: %s', exc.format_message(),
                       exc_info=exc)
         return Fault(code, exc.format_message())
+    if isinstance(exc, messaging.MessageDeliveryFailure):
+        # The bus stayed unreachable through [DEFAULT] rpc_send_retries; the
+        # accepted task is ended by the conductor's stuck-task check.
+        LOG.warning('API request could not reach the services: %s', exc)
+        return Fault(503, 'The request could not be sent to the services; '
+                          'try again later.')
     LOG.error('Unexpected exception in API method', exc_info=exc)
     return Fault(500, UNEXPECTED % type(exc))
 

@@ -33,6 +33,21 @@ all-in-one (one process) uses SQLite by default and ignores this option.
 Possible values: true or false.
 Related options: ``[database] connection``.
 """),
+    cfg.IntOpt('rpc_send_retries',
+               default=10,
+               min=-1,
+               help="""
+How many times a service tries again to send an RPC message while the message
+bus is unreachable (oslo.messaging's ``retry``; the waits between tries grow
+as ``[oslo_messaging_rabbit] rabbit_retry_interval``/``rabbit_retry_backoff``
+say). After the last one the request fails: the API answers 503 and the
+instance's task is ended by the stuck-task check. Replies are bounded
+separately by ``rpc_response_timeout``.
+
+Possible values: -1 (retry forever: requests wait as long as the bus is
+away), 0 (no retry) or a number of retries.
+Related options: ``rpc_response_timeout``, ``stuck_task_timeout``.
+"""),
     cfg.IntOpt('stuck_task_timeout',
                default=1800,
                min=0,
