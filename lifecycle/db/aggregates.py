@@ -411,16 +411,21 @@ class AggregatesMixin:
         agg = models.Aggregate
         member = models.AggregateHost
         meta = models.AggregateMetadata
+        def scalar(*columns):
+            return [sa.select(column).scalar_subquery() for column in columns]
+
+        # One statement, one round trip.
+        query = sa.select(
+            *scalar(sa.func.count(agg.id), sa.func.max(agg.id),
+                    sa.func.max(sa.func.coalesce(agg.updated_at,
+                                                 agg.created_at))),
+            *scalar(sa.func.count(member.id), sa.func.max(member.id),
+                    sa.func.sum(member.aggregate_id)),
+            *scalar(sa.func.count(meta.id), sa.func.max(meta.id)))
         with self._reading(session) as reader:
-            return (tuple(reader.execute(sa.select(
-                sa.func.count(agg.id), sa.func.max(agg.id),
-                sa.func.max(sa.func.coalesce(agg.updated_at,
-                                             agg.created_at)))).one()) +
-                tuple(reader.execute(sa.select(
-                    sa.func.count(member.id), sa.func.max(member.id),
-                    sa.func.sum(member.aggregate_id))).one()) +
-                tuple(reader.execute(sa.select(
-                    sa.func.count(meta.id), sa.func.max(meta.id))).one()))
+            row = reader.execute(query).one()
+        # Plain ints for the sums (drivers may return Decimal).
+        return (*row[:5], int(row[5] or 0), *row[6:])
 
     def aggregate_memberships(self, hosts: Iterable[str] | None = None,
                               session: orm.Session | None = None

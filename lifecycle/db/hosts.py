@@ -156,12 +156,14 @@ class HostsMixin:
         then the id-weighted sums of the two allocation ratios). Timestamps
         alone would not do: MySQL's have whole seconds."""
         node = models.ComputeNode
+        # 64-bit products: id * memory_mb overflows PostgreSQL's integer.
+        weight = sa.cast(node.id, sa.BigInteger)
         sums = []
         for name in self.FINGERPRINT_COLUMNS:
             column = getattr(node, name)
             if name == 'disabled':
                 column = sa.case((column.is_(True), 1), else_=0)
-            sums.append(sa.func.sum(node.id * column))
+            sums.append(sa.func.sum(weight * column))
         sums += [sa.func.sum(node.id * node.cpu_allocation_ratio),
                  sa.func.sum(node.id * node.ram_allocation_ratio)]
         with self._reading(session) as reader:

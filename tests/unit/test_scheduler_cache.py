@@ -118,7 +118,8 @@ def test_cache_follows_every_change(dbs):
     assert scheduler.host_states.full_loads == 1
 
     # Capacity reports, a disabled host, a new host.
-    _report(theirs, 'h5', vcpus=16, memory_mb=16384)
+    # A huge host: id * memory_mb past 2**31 (the fingerprint's sums).
+    _report(theirs, 'h5', vcpus=16, memory_mb=2 ** 30)
     _report(theirs, 'h6', disabled=True)
     _report(theirs, 'h8')
     states = scheduler.up_host_states()
