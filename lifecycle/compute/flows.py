@@ -354,10 +354,22 @@ def unshelve_flow(manager):
 
 
 class PowerOn(_Task):
+    """The shelved guest again; one whose domain is gone (undefined by
+    hand, or by a shelve offload that failed after undefining it) is
+    defined again from its root disk, which a shelved instance keeps."""
     NAME = 'power_on'
 
     def execute(self, instance_uuid: str) -> None:
-        self.manager.driver.power_on(instance_uuid)
+        manager = self.manager
+        try:
+            manager.driver.power_on(instance_uuid)
+        except exception.DomainNotFound:
+            LOG.warning('Shelved instance %s has no domain on %s; defining '
+                        'it again from its root disk', instance_uuid,
+                        manager.host)
+            instance = self.instance(instance_uuid)
+            disk = manager._prepare_root_disk(instance)
+            manager.driver.spawn(manager._domain_spec(instance, disk))
 
 
 def unshelve_shelved_flow(manager):

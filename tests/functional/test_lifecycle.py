@@ -125,3 +125,27 @@ def test_never_offload_then_explicit_offload(make_aio, client_for):
     assert client.action(server_id, {'shelveOffload': None})[0] == 202
     client.wait(server_id, 'SHELVED_OFFLOADED')
     assert server_id not in _domain_uuids()
+
+
+def test_unshelve_of_a_shelved_instance_whose_domain_vanished(make_aio,
+                                                              client_for):
+    """The domain of a SHELVED (not offloaded) instance undefined behind
+    the service's back: unshelve defines it again from the kept disk."""
+    aio = make_aio(extra={(None, 'shelved_offload_time'): -1})
+    client = client_for(aio.url)
+    server_id = client.boot('vanished', host='host-a1')
+    client.wait(server_id, 'ACTIVE')
+    disk = disk_of(aio, server_id)
+    client.action(server_id, {'shelve': None})
+    client.wait(server_id, 'SHELVED')
+    conn = libvirt.open('test:///default')
+    try:
+        conn.lookupByUUIDString(server_id).undefine()
+    finally:
+        conn.close()
+    assert server_id not in _domain_uuids()
+    client.action(server_id, {'unshelve': None})
+    server = client.wait(server_id, 'ACTIVE')
+    assert server['OS-EXT-SRV-ATTR:host'] == 'host-a1'
+    assert aio.driver.get_disk_paths(server_id) == [disk]
+    assert server_id in _domain_uuids()
