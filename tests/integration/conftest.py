@@ -25,6 +25,7 @@ attached to the report.
 """
 
 import ctypes
+import itertools
 import os
 import re
 import signal
@@ -64,6 +65,7 @@ START_TIMEOUT = 60
 STOP_TIMEOUT = 15
 
 _DEPLOYMENTS = pytest.StashKey[list]()
+_DATABASE_NUMBERS = itertools.count()
 
 
 # -- external services ------------------------------------------------------
@@ -107,7 +109,9 @@ class DatabaseServer:
 
     def create(self) -> str:
         """URL of a new, empty database."""
-        name = 'lifecycle_it_%s_%d' % (SESSION_ID, len(self._created))
+        # Numbered across every DatabaseServer of the session: several
+        # objects may create databases on the same server.
+        name = 'lifecycle_it_%s_%d' % (SESSION_ID, next(_DATABASE_NUMBERS))
         with self._admin.connect() as conn:
             conn.exec_driver_sql('CREATE DATABASE %s' % name)
         self._created.append(name)
