@@ -209,7 +209,8 @@ def _code(git: dict | None) -> str:
     return ', commit %s%s' % (
         (git.get('commit') or '?')[:12],
         ' + uncommitted changes to %s' % ', '.join(
-            line[3:] for line in git.get('modified_files', []))
+            line.split(maxsplit=1)[-1]
+            for line in git.get('modified_files', []))
         if git.get('service_code_modified') else '')
 
 
