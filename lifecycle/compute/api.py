@@ -135,8 +135,11 @@ class API:
     # -- actions on an instance with a host --------------------------------
 
     def _begin(self, context, instance_uuid: str, action: str,
-               task_state: str) -> models.Instance:
-        instance = self.get(context, instance_uuid)
+               task_state: str,
+               instance: models.Instance | None = None) -> models.Instance:
+        """Set the task (compare-and-swap); ``instance`` when the caller has
+        read it already (visible to the request's context)."""
+        instance = instance or self.get(context, instance_uuid)
         return self.db.instance_update(
             instance.uuid, {'task_state': task_state},
             expected_vm_state=states.ALLOWED_VM_STATES[action],
@@ -194,7 +197,7 @@ class API:
         if host is not None:
             self._check_unshelve_host(current, host)
         instance = self._begin(context, instance_uuid, 'unshelve',
-                               states.UNSHELVING)
+                               states.UNSHELVING, current)
         if instance.vm_state == states.SHELVED:
             # Still on its host with resources claimed: power it on there.
             self.compute.unshelve_instance(context, instance.host,

@@ -259,11 +259,11 @@ class AggregatesMixin:
         return aggregate
 
     def aggregate_get(self, aggregate_id: int) -> models.Aggregate:
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             return self._aggregate_in(session, aggregate_id)
 
     def aggregate_get_all(self) -> list[models.Aggregate]:
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             return list(session.scalars(sa.select(models.Aggregate)
                                         .order_by(models.Aggregate.id)))
 
@@ -466,7 +466,7 @@ class AggregatesMixin:
     def storage_group_of_host(self, host: str) -> str | None:
         """The ``storage_group`` metadata of the host's aggregates."""
         meta = models.AggregateMetadata
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             groups = set(session.scalars(
                 sa.select(meta.value)
                 .join(models.AggregateHost,

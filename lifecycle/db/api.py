@@ -26,6 +26,9 @@ from lifecycle.db import hosts
 from lifecycle.db import instances
 
 
+READONLY = 'lifecycle_readonly'
+
+
 def _create_sqlite_engine(url: str) -> sa.Engine:
     """A SQLite engine whose transactions take the write lock at BEGIN.
 
@@ -50,7 +53,12 @@ def _create_sqlite_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, 'begin')
     def _begin(connection):
-        connection.exec_driver_sql('BEGIN IMMEDIATE')
+        # Readers do not take the write lock: in WAL mode they read a
+        # snapshot while a writer commits, instead of queueing behind it.
+        if connection.get_execution_options().get(READONLY):
+            connection.exec_driver_sql('BEGIN')
+        else:
+            connection.exec_driver_sql('BEGIN IMMEDIATE')
 
     exc_filters.register_engine(engine)
     return engine
@@ -68,13 +76,19 @@ class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
             self.engine = engines.create_engine(url, **engine_kwargs)
         self._sessionmaker = orm.sessionmaker(bind=self.engine,
                                               expire_on_commit=False)
+        self._reader_sessionmaker = orm.sessionmaker(
+            bind=self.engine.execution_options(**{READONLY: True}),
+            expire_on_commit=False)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[orm.Session]:
-        with self._sessionmaker() as session, session.begin():
+    def session(self, readonly: bool = False) -> Iterator[orm.Session]:
+        """One transaction; ``readonly`` for queries that write nothing
+        (on SQLite they then do not wait for the write lock)."""
+        maker = self._reader_sessionmaker if readonly else self._sessionmaker
+        with maker() as session, session.begin():
             yield session
 
 

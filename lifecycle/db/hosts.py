@@ -63,7 +63,7 @@ class HostsMixin:
         return node
 
     def compute_node_get(self, host: str) -> models.ComputeNode:
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             node = session.scalars(sa.select(models.ComputeNode).where(
                 models.ComputeNode.host == host)).first()
         if node is None:
@@ -71,7 +71,7 @@ class HostsMixin:
         return node
 
     def compute_node_get_all(self) -> list[models.ComputeNode]:
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             return list(session.scalars(sa.select(models.ComputeNode)
                                         .order_by(models.ComputeNode.id)))
 

@@ -33,7 +33,7 @@ class InstancesMixin:
 
     def instance_get(self, instance_uuid: str,
                      read_deleted: bool = False) -> models.Instance:
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             query = sa.select(models.Instance).where(
                 models.Instance.uuid == instance_uuid)
             if not read_deleted:
@@ -49,7 +49,7 @@ class InstancesMixin:
                          marker: str | None = None) -> list[models.Instance]:
         """Instances newest first (Nova's default sort), paged by marker."""
         inst = models.Instance
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             query = sa.select(inst).where(inst.deleted_at.is_(None))
             if host is not None:
                 query = query.where(inst.host == host)
@@ -72,7 +72,7 @@ class InstancesMixin:
     def instance_get_in_task_since(self, cutoff) -> list[models.Instance]:
         """Instances with a task_state, unchanged since before ``cutoff``."""
         inst = models.Instance
-        with self.session() as session:
+        with self.session(readonly=True) as session:
             return list(session.scalars(sa.select(inst).where(
                 inst.deleted_at.is_(None), inst.task_state.is_not(None),
                 sa.func.coalesce(inst.updated_at, inst.created_at) < cutoff)))
