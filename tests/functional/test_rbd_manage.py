@@ -11,9 +11,9 @@ from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import images
 from lifecycle.storage import rbd as rbd_storage
-from tests.functional.test_manage_commands import run
-from tests.functional.test_manage_commands import run_json
-from tests.functional.test_manage_commands import write_config
+from tests.functional.manage.helpers import run
+from tests.functional.manage.helpers import run_json
+from tests.functional.manage.helpers import write_config
 
 POOL = 'lifecycle-manage'
 RBD_CATEGORIES = ('orphan-clone', 'unused-rbd-base',
@@ -143,7 +143,7 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
 
 def _last_used_hours_ago(cluster, image, hours):
     # What ensure_base records on import and reuse (as os.utime for the
-    # file backends' bases in test_manage_commands).
+    # file backends' bases in manage/test_disks.py).
     when = int(time.time()) - hours * 3600
     cluster.rbd('image-meta', 'set', '%s/%s' % (POOL, image),
                 rbd_storage.LAST_USED_KEY, str(when))
