@@ -22,6 +22,7 @@ import urllib.request
 
 from oslo_config import cfg
 
+from lifecycle import storage_groups
 from lifecycle.conf import CONF
 
 MICROVERSION = 'compute 2.91'
@@ -69,15 +70,7 @@ class Api:
 
 
 def allocated_bytes(paths: list[str]) -> int:
-    total = 0
-    for top in paths:
-        for root, _dirs, files in os.walk(top):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except FileNotFoundError:
-                    pass
-    return total
+    return sum(storage_groups.allocated_bytes(top, top) for top in paths)
 
 
 def _human(size: int) -> str:

@@ -11,6 +11,8 @@ import time
 import urllib.error
 import urllib.request
 
+from lifecycle import storage_groups
+
 MiB = 1024 ** 2
 GiB = 1024 ** 3
 MICROVERSION = 'compute 2.91'
@@ -68,14 +70,7 @@ def io_written() -> int:
 
 def allocated_bytes(top: str) -> int:
     """Allocated bytes (st_blocks) of every regular file under ``top``."""
-    total = 0
-    for root, _dirs, files in os.walk(top):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total
+    return storage_groups.allocated_bytes(top, top)
 
 
 def apparent_bytes(top: str) -> int:
