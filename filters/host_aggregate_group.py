@@ -6,10 +6,13 @@ whose root disk was retained on that storage (partial offload) can only be
 unshelved on one of those hosts.
 
 The wanted group comes from the scheduler hint ``storage_group`` (the
-conductor sets it from the instance's ``shelved_storage_group`` system
-metadata; by hand: ``openstack server create --hint storage_group=group-a``).
-Hosts pass when one of their aggregates carries that group. A request without
-the hint passes every host, so the filter is safe to enable globally.
+service's conductor sets it from the instance's ``shelved_storage_group``
+system metadata; by hand: ``openstack server create --hint
+storage_group=group-a``). Without the hint, inside nova-scheduler, the
+filter reads the instance's retained disk itself (:mod:`filters.retained`:
+once per request, only for unshelve-like requests, no read for boots).
+Hosts pass when one of their aggregates carries that group. A request
+without either passes every host, so the filter is safe to enable globally.
 
 Enable it in nova-scheduler with::
 
@@ -19,14 +22,15 @@ Enable it in nova-scheduler with::
     enabled_filters = ...,HostAggregateGroupFilter
 """
 
-from filters import BaseHostFilter, get_logger, request_is_rebuild
+from filters import BaseHostFilter, get_logger, names, request_is_rebuild
+from filters import retained
 
 LOG = get_logger(__name__)
 
 #: Scheduler hint naming the storage group that holds the retained disk.
-HINT = 'storage_group'
+HINT = names.HINT_STORAGE_GROUP
 #: Aggregate metadata key marking a storage group.
-METADATA_KEY = 'storage_group'
+METADATA_KEY = names.AGGREGATE_STORAGE_GROUP
 
 
 def wanted_groups(spec_obj):
@@ -48,6 +52,18 @@ def wanted_groups(spec_obj):
     return frozenset(str(v) for v in value if v)
 
 
+def request_groups(spec_obj):
+    """The groups the request must stay in: the hint, else the group of the
+    instance's retained disk (Nova only); empty = no constraint."""
+    wanted = wanted_groups(spec_obj)
+    if wanted:
+        return wanted
+    disk = retained.retained_disk(spec_obj)
+    if disk:
+        return frozenset([disk['storage_group']])
+    return frozenset()
+
+
 def host_groups(host_state):
     """Storage groups of every aggregate ``host_state`` belongs to."""
     groups = set()
@@ -60,7 +76,8 @@ def host_groups(host_state):
 
 class HostAggregateGroupFilter(BaseHostFilter):
     """Pass only hosts in the storage group named by the ``storage_group``
-    scheduler hint; every host when there is no hint."""
+    scheduler hint or holding the instance's retained disk; every host when
+    there is neither."""
 
     # The decision depends only on the request's hint and on the hosts'
     # aggregate membership, neither of which changes while the instances of
@@ -78,14 +95,14 @@ class HostAggregateGroupFilter(BaseHostFilter):
         read once per request instead of once per host."""
         if not self.RUN_ON_REBUILD and request_is_rebuild(spec_obj):
             return list(filter_obj_list)
-        wanted = wanted_groups(spec_obj)
+        wanted = request_groups(spec_obj)
         if not wanted:
             return list(filter_obj_list)
         return [host_state for host_state in filter_obj_list
                 if self._in_groups(host_state, wanted)]
 
     def host_passes(self, host_state, spec_obj):
-        wanted = wanted_groups(spec_obj)
+        wanted = request_groups(spec_obj)
         if not wanted:
             return True
         return self._in_groups(host_state, wanted)

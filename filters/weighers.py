@@ -15,10 +15,10 @@ reads oslo.config. Nova's loader builds weighers without arguments, so every
 constructor argument has a default.
 """
 
-from filters import BaseWeigher
+from filters import BaseWeigher, names, retained
 
 #: Scheduler hint naming the host that holds the shelved instance.
-SHELVED_HOST_HINT = 'shelved_host'
+SHELVED_HOST_HINT = names.HINT_SHELVED_HOST
 
 SPREAD = 1.0
 PACK = -1.0
@@ -65,6 +65,33 @@ class ShelvedHostWeigher(_MultiplierMixin, BaseWeigher):
         """As the base class's loop (1.0 or 0.0 are inside minval..maxval),
         with the hint read once per request."""
         wanted = _hint(weight_properties, SHELVED_HOST_HINT)
+        if not wanted:
+            return [0.0] * len(weighed_obj_list)
+        return [1.0 if item.obj.host == wanted else 0.0
+                for item in weighed_obj_list]
+
+
+class OriginalHostWeigher(ShelvedHostWeigher):
+    """As ShelvedHostWeigher, without a hint: 1.0 for the host the instance
+    was shelved on, read from its retained disk's system metadata inside
+    nova-scheduler (:mod:`filters.retained`, once per request, shared with
+    HostAggregateGroupFilter); the ``shelved_host`` hint wins when given.
+    Enable one of the two (both together count the host twice)."""
+
+    @staticmethod
+    def _wanted(weight_properties):
+        wanted = _hint(weight_properties, SHELVED_HOST_HINT)
+        if wanted:
+            return wanted
+        disk = retained.retained_disk(weight_properties)
+        return disk['host'] if disk else None
+
+    def _weigh_object(self, host_state, weight_properties):
+        wanted = self._wanted(weight_properties)
+        return 1.0 if wanted and host_state.host == wanted else 0.0
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        wanted = self._wanted(weight_properties)
         if not wanted:
             return [0.0] * len(weighed_obj_list)
         return [1.0 if item.obj.host == wanted else 0.0

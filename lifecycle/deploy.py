@@ -12,10 +12,8 @@ instead of failing on its first request.
 
 import logging as std_logging
 import os
-import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 
 import oslo_messaging as messaging
@@ -25,8 +23,10 @@ from oslo_log import log as logging
 
 from lifecycle import api as rest_api
 from lifecycle import exception
+from lifecycle.exception import StartupError
 from lifecycle import image as image_sources
 from lifecycle import service
+from lifecycle import version
 from lifecycle import storage
 from lifecycle.api import wsgi
 from lifecycle.compute import api as compute_api
@@ -42,14 +42,7 @@ from lifecycle.db import migration
 
 LOG = logging.getLogger(__name__)
 
-# Exit status of a service that cannot start (bad configuration, database
-# not migrated, hypervisor unreachable), as lifecycle-manage's usage error.
-EXIT_CANNOT_START = 2
-_SIGNAL_POLL_INTERVAL = 0.2
-
-
-class StartupError(exception.LifecycleException):
-    msg_fmt = '%(reason)s'
+EXIT_CANNOT_START = service.EXIT_CANNOT_START
 
 
 def make_dir(path: str) -> str:
@@ -144,6 +137,43 @@ def require_image_dir() -> str | None:
             'image directory shared by the API and every compute host (or '
             'use [image] source = glance)')
     return CONF.image.local_dir
+
+
+# -- defaults -------------------------------------------------------------
+
+# Nova's default flavors of these names: (flavorid, vcpus, MiB, root GiB).
+DEFAULT_FLAVORS = {'m1.tiny': ('1', 1, 512, 1),
+                   'm1.small': ('2', 1, 2048, 20),
+                   'm1.medium': ('3', 2, 4096, 40)}
+
+
+def seed_default_flavors(db: db_api.Database,
+                         only_if_empty: bool = False) -> list[str]:
+    """Create the :data:`DEFAULT_FLAVORS` that are missing; the names
+    created.
+
+    A default whose name or flavor id is already taken is left out, so an
+    operator's own flavors are never changed. ``only_if_empty``: create
+    nothing when any flavor exists (``lifecycle-manage db sync`` seeds a new
+    deployment, not one whose operator removed a default on purpose).
+    """
+    existing = db.flavor_get_all()
+    if only_if_empty and existing:
+        return []
+    names = {f.name for f in existing}
+    ids = {f.flavorid for f in existing}
+    created = []
+    for name, (flavorid, vcpus, ram, disk) in DEFAULT_FLAVORS.items():
+        if name in names or flavorid in ids:
+            continue
+        try:
+            db.flavor_create({'flavorid': flavorid, 'name': name,
+                              'vcpus': vcpus, 'memory_mb': ram,
+                              'root_gb': disk})
+        except exception.FlavorExists:
+            continue  # created meanwhile by another seeder
+        created.append(name)
+    return created
 
 
 # -- RPC ------------------------------------------------------------------
@@ -258,21 +288,37 @@ def build_api(transport: messaging.Transport, db: db_api.Database,
 
 # -- command-line plumbing --------------------------------------------------
 
+#: The exit status text of every service's ``--help``.
+SERVICE_EPILOG = ('Exit status: 0 after a clean stop (SIGTERM or SIGINT); '
+                  '%d when the service cannot start (bad configuration, '
+                  'database schema not at head -- run "lifecycle-manage db '
+                  'sync" --, message bus or hypervisor unreachable; the '
+                  'reason is logged and printed).' % EXIT_CANNOT_START)
+
+
 def parse_config(argv: list[str] | None, default_transport_url: str | None
-                 = None) -> None:
-    """Parse the command line and config files, set up logging."""
+                 = None, name: str | None = None,
+                 description: str | None = None) -> None:
+    """Parse the command line and config files, set up logging.
+
+    ``name`` and ``description``: the command's ``--help`` (which also
+    lists the exit status and, with ``--version``, the release).
+    """
     logging.register_options(CONF)
     if default_transport_url:
         CONF.set_default('transport_url', default_transport_url)
-    CONF(sys.argv[1:] if argv is None else argv, project='lifecycle')
+    CONF(sys.argv[1:] if argv is None else argv, project='lifecycle',
+         prog=name, version=version.version_string(),
+         description=description, epilog=SERVICE_EPILOG)
     logging.setup(CONF, 'lifecycle')
 
 
 def main(name: str, argv: list[str] | None,
-         start: Callable[[], tuple[Callable[[], None], str]]) -> int:
+         start: Callable[[], tuple[Callable[[], None], str]],
+         description: str | None = None) -> int:
     """A service command: :func:`parse_config`, then :func:`run`."""
     try:
-        parse_config(argv)
+        parse_config(argv, name=name, description=description)
     except cfg.Error as e:
         print('%s: %s' % (name, e), file=sys.stderr)
         return EXIT_CANNOT_START
@@ -281,37 +327,8 @@ def main(name: str, argv: list[str] | None,
 
 def run(name: str,
         start: Callable[[], tuple[Callable[[], None], str]]) -> int:
-    """Start a service with ``start()``, which returns its stop function and
-    where it serves; print ``<name> ready <where>`` on stdout (e.g.
-    ``lifecycle-api ready at http://...``); run until SIGTERM or SIGINT, then
-    stop.
-
-    Returns the process exit status: 0 after a clean stop,
-    :data:`EXIT_CANNOT_START` when the service could not start (the reason
-    is logged, and printed on stderr when the log goes to a file).
-    """
-    # The handler only records the signal: Event.set() in a signal handler
-    # can deadlock when the signal lands while the main thread is inside
-    # Event.wait() holding the event's lock.
-    received: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
-    try:
-        stop, description = start()
-        message = None
-    except (exception.LifecycleException, cfg.Error) as e:
-        message = (e.format_message()
-                   if isinstance(e, exception.LifecycleException) else str(e))
-    if message is not None:
-        LOG.error('%s cannot start: %s', name, message)
-        if CONF.log_file or CONF.log_dir:
-            # The log went to a file: tell whoever started the command too.
-            print('%s cannot start: %s' % (name, message), file=sys.stderr)
-        return EXIT_CANNOT_START
-    LOG.info('%s ready %s', name, description)
-    print('%s ready %s' % (name, description), flush=True)
-    while not received:
-        time.sleep(_SIGNAL_POLL_INTERVAL)
-    LOG.info('%s stopping on signal %d', name, received[0])
-    stop()
-    return 0
+    """Start a service with ``start()`` under the launcher of
+    :func:`lifecycle.service.run` (oslo.service, threading backend: SIGHUP
+    reloads the mutable options, SIGTERM/SIGINT stop gracefully); returns
+    the process exit status (0, or :data:`EXIT_CANNOT_START`)."""
+    return service.run(name, start)

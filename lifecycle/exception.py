@@ -29,6 +29,17 @@ class LifecycleException(Exception):
         return self.message
 
 
+# 403
+class Forbidden(LifecycleException):
+    msg_fmt = 'Forbidden'
+    code = 403
+
+
+class PolicyNotAuthorized(Forbidden):
+    """Nova's message, so clients see the rule that refused them."""
+    msg_fmt = "Policy doesn't allow %(action)s to be performed."
+
+
 # 400
 class Invalid(LifecycleException):
     msg_fmt = 'Bad request: %(reason)s'
@@ -96,10 +107,6 @@ class FlavorExists(Conflict):
     msg_fmt = 'Flavor with %(key)s %(value)s already exists.'
 
 
-class ImageInUse(Conflict):
-    msg_fmt = 'Base image %(path)s is still used by %(count)d disk(s).'
-
-
 # scheduling and host-side failures (recorded as instance faults)
 class NoValidHost(LifecycleException):
     msg_fmt = 'No valid host was found. %(reason)s'
@@ -121,8 +128,27 @@ class VirtDriverError(LifecycleException):
                '%(instance_uuid)s: %(reason)s')
 
 
+class SavedStateUnusable(VirtDriverError):
+    """The saved memory state cannot be restored (damaged, written by
+    another QEMU, CPU incompatible); nothing was left running."""
+    msg_fmt = ('Saved memory state %(path)s of instance %(instance_uuid)s '
+               'cannot be restored: %(reason)s')
+
+
 class StorageError(LifecycleException):
     msg_fmt = 'Storage operation failed: %(reason)s'
+
+
+class RbdCommandError(StorageError):
+    """An ``rbd``/``ceph`` command failed; ``errno`` is its exit status."""
+
+    def __init__(self, reason: str, errno: int | None = None) -> None:
+        super().__init__(reason=reason)
+        self.errno = errno
+
+
+class BaseInUse(StorageError):
+    msg_fmt = 'Base image %(name)s still has clones: %(children)s'
 
 
 class ImageFetchError(LifecycleException):
@@ -200,3 +226,36 @@ class ImageServiceError(LifecycleException):
     usably, after the configured retries."""
     msg_fmt = 'Image service request %(what)s failed: %(reason)s'
     code = 503
+
+
+# volumes (Cinder)
+class VolumeNotFound(NotFound):
+    msg_fmt = 'Volume %(volume_id)s could not be found.'
+
+
+class VolumeAttachmentNotFound(NotFound):
+    msg_fmt = 'Volume attachment %(attachment_id)s could not be found.'
+
+
+class InvalidVolume(Invalid):
+    msg_fmt = 'Invalid volume: %(reason)s'
+
+
+class VolumeConnectionFailed(LifecycleException):
+    msg_fmt = ('Volume %(volume_id)s could not be connected on host '
+               '%(host)s: %(reason)s')
+
+
+class VolumeServiceNotConfigured(Invalid):
+    msg_fmt = ('Block Device Mapping is Invalid: this service has no volume '
+               'service ([cinder] auth_type is not set).')
+
+
+class VolumeServiceError(LifecycleException):
+    msg_fmt = 'Volume service request %(what)s failed: %(reason)s'
+
+
+# starting a service
+class StartupError(LifecycleException):
+    """A service cannot start (configuration, database, message bus)."""
+    msg_fmt = '%(reason)s'

@@ -5,7 +5,10 @@ The compute hosts send ``instance.<action>.start`` before an action,
 ERROR) when it fails, through oslo.messaging's Notifier with publisher id
 ``lifecycle-compute:<host>``, to the topics of ``[notifications]
 versioned_notifications_topics``. Actions: ``create`` (build),
-``shelve``, ``shelve_offload``, ``unshelve``, ``delete``.
+``shelve``, ``shelve_offload``, ``unshelve``, ``delete``; inside a
+hibernate-shelve ``hibernate`` (the memory saved) and inside the unshelve
+of a hibernated server ``hibernate_resume`` (the memory restored; its
+``.error`` carries why the guest was booted cold instead).
 
 They are off unless ``[oslo_messaging_notifications] driver`` is set
 (``messagingv2`` to a message bus; ``[oslo_messaging_notifications]
@@ -35,13 +38,16 @@ from oslo_log import log as logging
 
 from lifecycle import states
 from lifecycle.conf import CONF
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'lifecycle'
-PAYLOAD_VERSION = '1.0'
+# 1.1: memory_state
+PAYLOAD_VERSION = '1.1'
 PUBLISHER = 'lifecycle-compute'
-ACTIONS = ('create', 'shelve', 'shelve_offload', 'unshelve', 'delete')
+ACTIONS = ('create', 'shelve', 'shelve_offload', 'unshelve', 'delete',
+           'hibernate', 'hibernate_resume')
 # Nova's power_state names in versioned payloads.
 _POWER_STATES = {states.NOSTATE: 'pending', states.RUNNING: 'running',
                  states.PAUSED: 'paused', states.SHUTDOWN: 'shutdown',
@@ -125,9 +131,9 @@ def _offload_mode(sysmeta: dict) -> str:
     """How the instance is offloaded: ``full`` once its disk is an image,
     ``partial`` while a retained disk is recorded, otherwise how it would
     be (``[shelve] offload_mode``)."""
-    if sysmeta.get('shelved_image_id'):
+    if sysmeta.get(names.SHELVED_IMAGE_ID):
         return 'full'
-    if sysmeta.get('shelved_disk'):
+    if sysmeta.get(names.SHELVED_DISK):
         return 'partial'
     try:
         return CONF.shelve.offload_mode
@@ -137,13 +143,13 @@ def _offload_mode(sysmeta: dict) -> str:
 
 def _storage_group(db, instance, host: str) -> str | None:
     sysmeta = instance.system_metadata
-    if sysmeta.get('shelved_storage_group'):
-        return sysmeta['shelved_storage_group']
-    if sysmeta.get('shelved_image_id') and not instance.host:
+    if sysmeta.get(names.SHELVED_STORAGE_GROUP):
+        return sysmeta[names.SHELVED_STORAGE_GROUP]
+    if sysmeta.get(names.SHELVED_IMAGE_ID) and not instance.host:
         return None  # fully offloaded: the disk is in no group
     try:
         return db.storage_group_of_host(instance.host or host)
-    except Exception:  # noqa: BLE001 - several groups: report none
+    except Exception:  # several groups: report none
         return None
 
 
@@ -201,9 +207,10 @@ def instance_payload(db, instance_uuid: str, host: str, context=None,
         'request_id': getattr(context, 'request_id', None),
         'offload_mode': _offload_mode(sysmeta),
         'storage_group': _storage_group(db, instance, host),
-        'shelved_at': sysmeta.get('shelved_at'),
-        'shelved_host': sysmeta.get('shelved_host'),
-        'retained_disk': sysmeta.get('shelved_disk'),
+        names.SHELVED_AT: sysmeta.get(names.SHELVED_AT),
+        names.SHELVED_HOST: sysmeta.get(names.SHELVED_HOST),
+        'retained_disk': sysmeta.get(names.SHELVED_DISK),
+        'memory_state': sysmeta.get(names.SHELVED_MEMORY_STATE),
         'fault': exception_payload(fault) if fault is not None else None,
     })
 
@@ -221,7 +228,7 @@ def notify(db, host: str, context, instance_uuid: str, action: str,
             notifier.error(context, event_type, payload)
         else:
             notifier.info(context, event_type, payload)
-    except Exception:  # noqa: BLE001 - never fail the action
+    except Exception:  # never fail the action
         LOG.warning('Could not send %s for instance %s', event_type,
                     instance_uuid, exc_info=True)
 

@@ -57,7 +57,7 @@ def system_libvirt_uri():
         conn = libvirt.open(uri)
         conn.close()
         ok = True
-    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+    except Exception:  # any failure means "not usable here"
         ok = False
     require(ok, 'libvirtd at %s' % uri)
     return uri

@@ -3,8 +3,8 @@
 #
 #   tools/run-tests.sh [PYTEST ARGS...]
 #
-# Prepares the machine with tools/setup.sh, lints with ruff, then runs pytest
-# from .venv. Extra arguments go to pytest (e.g. -x, -k NAME, tests/unit).
+# Prepares the machine with tools/setup.sh, lints with ruff, checks the import
+# layers with import-linter, then runs pytest from .venv. Extra arguments go to pytest (e.g. -x, -k NAME, tests/unit).
 # LIFECYCLE_TEST_TIMEOUT sets the per-test timeout in seconds (default 900).
 # Exit status: pytest's; a run that collects no tests fails (1).
 set -euo pipefail
@@ -18,6 +18,12 @@ echo "run-tests: ruff check lifecycle filters tests"
 if ! .venv/bin/ruff check --no-cache lifecycle filters tests; then
     echo "run-tests: FAILED: lint errors (see above; many are fixed by" \
          "'.venv/bin/ruff check --fix lifecycle filters tests')" >&2
+    exit 1
+fi
+
+echo "run-tests: lint-imports (the layers of .importlinter)"
+if ! .venv/bin/lint-imports --no-cache; then
+    echo "run-tests: FAILED: an import breaks the layers of .importlinter" >&2
     exit 1
 fi
 

@@ -21,6 +21,7 @@ from lifecycle import exception
 from lifecycle import storage_groups
 from lifecycle.api import schemas
 from lifecycle.api import wsgi
+from lifecycle.policies import admin as policies
 
 _MAX_ID = 0x7FFFFFFF
 
@@ -149,7 +150,7 @@ class AggregatesController:
         return {'aggregate': aggregate_view(req, aggregate,
                                             with_members=False)}
 
-    def show(self, req, id):  # noqa: A002 - Nova's route argument name
+    def show(self, req, id):  # Nova's route argument name
         aggregate = self.db.aggregate_get(_aggregate_id(id))
         doc = aggregate_view(req, aggregate)
         group = storage_groups.group_of(aggregate)
@@ -157,7 +158,7 @@ class AggregatesController:
             storage_groups.usage(self.db, group) if group else None)
         return {'aggregate': doc}
 
-    def update(self, req, id, body):  # noqa: A002
+    def update(self, req, id, body):
         schemas.validate(AGGREGATE_UPDATE, body)
         values = dict(body['aggregate'])
         if 'name' in values:
@@ -168,14 +169,16 @@ class AggregatesController:
         aggregate = self.db.aggregate_update(_aggregate_id(id), values)
         return {'aggregate': aggregate_view(req, aggregate)}
 
-    def delete(self, req, id):  # noqa: A002
+    def delete(self, req, id):
         self.db.aggregate_delete(_aggregate_id(id))
         return wsgi.Result(None, 200)
 
-    def action(self, req, id, body):  # noqa: A002
+    def action(self, req, id, body):
         if not isinstance(body, dict) or len(body) != 1:
             raise wsgi.Fault(400, 'Malformed request body')
         name = next(iter(body))
+        if name in ACTIONS:
+            req.context.can(policies.AGGREGATES % name)
         if name not in ACTIONS:
             raise wsgi.Fault(400, 'There is no such action: %s' % name)
         schemas.validate(ACTIONS[name], body)
@@ -227,11 +230,22 @@ class StorageGroupsController:
 
 def connect(router: wsgi.Router, controller: AggregatesController,
             groups: StorageGroupsController) -> None:
-    router.connect('/os-aggregates', 'GET', controller.index)
-    router.connect('/os-aggregates', 'POST', controller.create)
-    router.connect('/os-aggregates/{id}', 'GET', controller.show)
-    router.connect('/os-aggregates/{id}', 'PUT', controller.update)
-    router.connect('/os-aggregates/{id}', 'DELETE', controller.delete)
+    def allowed(rule, handler):
+        return wsgi.authorize(rule)(handler)
+    aggr, sg = policies.AGGREGATES, policies.STORAGE_GROUPS
+    router.connect('/os-aggregates', 'GET',
+                   allowed(aggr % 'index', controller.index))
+    router.connect('/os-aggregates', 'POST',
+                   allowed(aggr % 'create', controller.create))
+    router.connect('/os-aggregates/{id}', 'GET',
+                   allowed(aggr % 'show', controller.show))
+    router.connect('/os-aggregates/{id}', 'PUT',
+                   allowed(aggr % 'update', controller.update))
+    router.connect('/os-aggregates/{id}', 'DELETE',
+                   allowed(aggr % 'delete', controller.delete))
+    # Each action has its rule (checked in action()).
     router.connect('/os-aggregates/{id}/action', 'POST', controller.action)
-    router.connect('/os-storage-groups', 'GET', groups.index)
-    router.connect('/os-storage-groups/{name}', 'GET', groups.show)
+    router.connect('/os-storage-groups', 'GET',
+                   allowed(sg % 'index', groups.index))
+    router.connect('/os-storage-groups/{name}', 'GET',
+                   allowed(sg % 'show', groups.show))

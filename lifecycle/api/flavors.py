@@ -8,6 +8,7 @@ from lifecycle.api import schemas
 from lifecycle.api import servers
 from lifecycle.api import views
 from lifecycle.api import wsgi
+from lifecycle.policies import admin as policies
 
 # Nova's flavor sort keys that are columns here; the others sort by flavorid.
 _SORT_ATTRS = {'created_at', 'description', 'ephemeral_gb', 'flavorid',
@@ -71,7 +72,7 @@ class FlavorsController:
         return self._doc(req, self._list(req), views.flavor_detail,
                          'flavors/detail')
 
-    def show(self, req, id):  # noqa: A002 - Nova's route argument name
+    def show(self, req, id):  # Nova's route argument name
         return {'flavor': views.flavor_detail(req, self.db.flavor_get(id))}
 
     def create(self, req, body):
@@ -105,6 +106,7 @@ class FlavorsController:
 
 def connect(router: wsgi.Router, controller: FlavorsController) -> None:
     router.connect('/flavors', 'GET', controller.index)
-    router.connect('/flavors', 'POST', controller.create)
+    router.connect('/flavors', 'POST', wsgi.authorize(
+        policies.FLAVOR_MANAGE % 'create')(controller.create))
     router.connect('/flavors/detail', 'GET', controller.detail)
     router.connect('/flavors/{id}', 'GET', controller.show)

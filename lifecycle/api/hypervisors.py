@@ -4,6 +4,7 @@ from lifecycle.api import schemas
 from lifecycle.api import servers
 from lifecycle.api import views
 from lifecycle.api import wsgi
+from lifecycle.policies import admin as policies
 
 
 class HypervisorsController:
@@ -41,5 +42,7 @@ class HypervisorsController:
 
 
 def connect(router: wsgi.Router, controller: HypervisorsController) -> None:
-    router.connect('/os-hypervisors', 'GET', controller.index)
-    router.connect('/os-hypervisors/detail', 'GET', controller.detail)
+    router.connect('/os-hypervisors', 'GET', wsgi.authorize(
+        policies.HYPERVISORS % 'list')(controller.index))
+    router.connect('/os-hypervisors/detail', 'GET', wsgi.authorize(
+        policies.HYPERVISORS % 'list-detail')(controller.detail))

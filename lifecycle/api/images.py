@@ -60,7 +60,7 @@ class ImagesController:
         return self._doc(req, self._list(req), views.image_detail,
                          'images/detail')
 
-    def show(self, req, id):  # noqa: A002 - Nova's route argument name
+    def show(self, req, id):  # Nova's route argument name
         self._check_version(req)
         try:
             image = self.images.get(id)

@@ -17,6 +17,7 @@ import jsonschema
 from oslo_utils import uuidutils
 
 from lifecycle import exception
+from lifecycle import names
 
 MAX_INT = 0x7FFFFFFF
 
@@ -184,9 +185,32 @@ _bdm_v2_item = {
     'additionalProperties': False,
 }
 
+# Nova's scheduler_hints schema: the hints it knows are typed, any other
+# hint is accepted (and ignored unless a filter reads it).
+_server_list = {'oneOf': [{'type': 'string', 'format': 'uuid'},
+                          {'type': 'array', 'uniqueItems': True,
+                           'items': {'type': 'string', 'format': 'uuid'}}]}
+_scheduler_hints = {
+    'type': 'object',
+    'properties': {
+        'group': {'type': 'string', 'format': 'uuid'},
+        'different_host': _server_list,
+        'same_host': _server_list,
+        'query': {'type': ['string', 'object']},
+        'target_cell': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+        'different_cell': {'type': ['string', 'array'],
+                           'items': {'type': 'string'}},
+        'build_near_host_ip': {'type': 'string'},
+        'cidr': {'type': 'string', 'pattern': '^/[0-9a-f.:]+$'},
+    },
+    'additionalProperties': True,
+}
+
 server_create = {
     'type': 'object',
     'properties': {
+        'os:scheduler_hints': _scheduler_hints,
+        'OS-SCH-HNT:scheduler_hints': _scheduler_hints,
         'server': {
             'type': 'object',
             'properties': {
@@ -283,8 +307,19 @@ unshelve_v291 = {
     'additionalProperties': False,
 }
 
+# Nova looks at no value of ``shelve``; only the project's own key is
+# checked (``properties`` applies to objects only), so what Nova's clients
+# send (null, {}) passes as before.
+shelve = {
+    'type': 'object',
+    'properties': {'shelve': {'properties': {
+        names.API_KEEP_MEMORY: {'type': 'boolean'}}}},
+    'required': ['shelve'],
+    'additionalProperties': False,
+}
+
 ACTIONS = {
-    'shelve': [('2.1', None, _action('shelve'))],
+    'shelve': [('2.1', None, shelve)],
     'shelveOffload': [('2.1', None, _action('shelveOffload'))],
     'unshelve': [('2.1', '2.76', _action('unshelve')),
                  ('2.77', '2.90', unshelve_v277),

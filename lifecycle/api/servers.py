@@ -8,11 +8,17 @@ import urllib.parse
 from oslo_log import log as logging
 
 from lifecycle import exception
+from lifecycle import names
 from lifecycle import states
 from lifecycle.api import schemas
 from lifecycle.api import views
 from lifecycle.api import wsgi
 from lifecycle.conf import CONF
+from lifecycle.policies import servers as server_policies
+from lifecycle.policies import shelve as shelve_policies
+
+SERVERS = server_policies.SERVERS
+SHELVE = shelve_policies.POLICY_ROOT
 
 LOG = logging.getLogger(__name__)
 
@@ -30,6 +36,9 @@ _EXACT_FILTERS = {'uuid': 'uuid', 'vm_state': 'vm_state',
                   'image_ref': 'image_ref', 'flavor': 'flavorid'}
 _REGEX_FILTERS = {'name': 'display_name', 'display_name': 'display_name',
                   'availability_zone': 'availability_zone'}
+# What a caller without ``allow_all_filters`` may filter on (Nova's
+# ``_get_server_search_options`` for users); other filters are ignored.
+_USER_FILTERS = frozenset({'name', 'status', 'image', 'flavor'})
 
 
 def _query_params(req) -> dict[str, list[str]]:
@@ -69,8 +78,11 @@ class ServersController:
     def _filters(self, req) -> tuple[dict, dict] | None:
         """(exact, regex) filters; None when a status matches nothing."""
         exact, regex = {}, {}
+        allowed = (None if req.context.can(SERVERS % 'allow_all_filters',
+                                           fatal=False)
+                   else _USER_FILTERS)
         for key, attr in _EXACT_FILTERS.items():
-            if key in req.GET:
+            if key in req.GET and (allowed is None or key in allowed):
                 exact.setdefault(attr, set()).update(req.GET.getall(key))
         if 'status' in req.GET:
             vm_states = set()
@@ -82,7 +94,7 @@ class ServersController:
                 return None
             exact.setdefault('vm_state', set()).update(vm_states)
         for key, attr in _REGEX_FILTERS.items():
-            if key in req.GET:
+            if key in req.GET and (allowed is None or key in allowed):
                 try:
                     regex[attr] = re.compile(req.GET.getall(key)[-1])
                 except re.error:
@@ -92,12 +104,22 @@ class ServersController:
                              'expression' % (key, req.GET[key])) from None
         return exact, regex
 
-    def _list(self, req) -> list:
+    def _list(self, req, rule: str) -> list:
+        """The caller's project's servers; every project's with
+        ``all_tenants`` (policy ``<rule>:get_all_tenants``, admin), as
+        Nova."""
+        req.context.can(rule)
         limit, marker = paging(req, schemas.SERVER_INDEX_QUERY)
         filters = self._filters(req)
         if filters is None:
             return []
         exact, regex = filters
+        if 'all_tenants' in req.GET:
+            req.context.can(rule + ':get_all_tenants')
+        else:
+            # Nova: without all_tenants a listing is the caller's project,
+            # whatever project filter it sent.
+            exact['project_id'] = {req.context.project_id}
         try:
             if not exact and not regex:
                 return self.compute.get_all(req.context, limit=limit,
@@ -113,12 +135,12 @@ class ServersController:
         return page(found, limit, marker, lambda i: i.uuid)
 
     def index(self, req):
-        instances = self._list(req)
+        instances = self._list(req, SERVERS % 'index')
         doc = {'servers': [views.server_basic(req, i) for i in instances]}
         return self._with_links(req, doc, instances, 'servers')
 
     def detail(self, req):
-        instances = self._list(req)
+        instances = self._list(req, SERVERS % 'detail')
         nodes = {n.host: n for n in self.db.compute_node_get_all()}
         flavors = {f.flavorid: f for f in self.db.flavor_get_all()}
         doc = {'servers': [
@@ -135,8 +157,20 @@ class ServersController:
             doc['servers_links'] = next_links
         return doc
 
+    def _get(self, req, instance_uuid: str, rule: str):
+        """The instance, if the caller may see it (another project's is
+        404, as Nova's project-scoped lookup), and ``rule`` allows
+        ``rule`` on it (else 403)."""
+        ctx = req.context
+        inst = self.compute.get(ctx, instance_uuid)
+        if inst.project_id != ctx.project_id and not ctx.is_admin:
+            raise exception.InstanceNotFound(instance_id=instance_uuid)
+        ctx.can(rule, {'project_id': inst.project_id,
+                       'user_id': inst.user_id})
+        return inst
+
     def _detail_of(self, req, instance_uuid: str) -> dict:
-        inst = self.compute.get(req.context, instance_uuid)
+        inst = self._get(req, instance_uuid, SERVERS % 'show')
         node = flavor = None
         if inst.host:
             try:
@@ -149,15 +183,19 @@ class ServersController:
             flavor = None
         return views.server_detail(req, inst, node, flavor, show=True)
 
-    def show(self, req, id):  # noqa: A002 - Nova's route argument name
+    def show(self, req, id):  # Nova's route argument name
         return {'server': self._detail_of(req, id)}
 
     # -- create and delete ----------------------------------------------------
 
     def create(self, req, body):
+        ctx = req.context
+        ctx.can(SERVERS % 'create')
         schemas.validate(schemas.for_version(req.api_version,
                                              schemas.SERVER_CREATE), body)
         server = body['server']
+        if server.get('host'):
+            ctx.can('compute:servers:create:requested_destination')
         min_count = int(server.get('min_count', 1))
         max_count = int(server.get('max_count', min_count))
         if min_count > max_count:
@@ -170,9 +208,13 @@ class ServersController:
             raise wsgi.Fault(400, 'This service has no networking: use '
                                   '"networks": "none" or "auto" (2.37) or '
                                   'leave networks out.')
-        bdms = server.get('block_device_mapping_v2')
+        bdms = _without_image_root(server.get('imageRef'),
+                                   server.get('block_device_mapping_v2'))
         if not server.get('imageRef') and not bdms:
             raise wsgi.Fault(400, 'Missing imageRef attribute')
+        if bdms:
+            ctx.can(SERVERS % 'create:attach_volume')
+        hints = self._scheduler_hints(req, body)
         # Nova's get_id_from_href: a flavor link or a bare id.
         flavor_ref = urllib.parse.urlsplit(
             str(server['flavorRef'])).path.split('/')[-1]
@@ -182,7 +224,7 @@ class ServersController:
             metadata=server.get('metadata') or {},
             host=server.get('host'),
             availability_zone=server.get('availability_zone'),
-            block_device_mapping=bdms)
+            block_device_mapping=bdms, scheduler_hints=hints)
         doc = {'server': {
             'id': inst.uuid,
             'links': views.links(req, 'servers', inst.uuid),
@@ -193,8 +235,43 @@ class ServersController:
         return wsgi.Result(doc, 202,
                            {'Location': doc['server']['links'][0]['href']})
 
-    def delete(self, req, id):  # noqa: A002
+    def _scheduler_hints(self, req, body) -> dict:
+        """Nova's ``os:scheduler_hints`` (or ``OS-SCH-HNT:``): the
+        ``storage_group`` hint for HostAggregateGroupFilter, ``same_host``
+        and ``different_host`` as the hosts of the servers they name (each
+        visible to the caller, else 400); other hints are kept for the
+        filters and otherwise ignored, as Nova ignores hints no enabled
+        filter reads."""
+        hints = dict(body.get('os:scheduler_hints') or
+                     body.get('OS-SCH-HNT:scheduler_hints') or {})
+        for key in ('same_host', 'different_host'):
+            if key not in hints:
+                continue
+            uuids = hints[key]
+            uuids = [uuids] if isinstance(uuids, str) else list(uuids)
+            hosts = set()
+            for uuid in uuids:
+                try:
+                    inst = self._get(req, uuid, SERVERS % 'show')
+                except exception.InstanceNotFound:
+                    raise wsgi.Fault(400, 'Invalid scheduler hint %s: '
+                                          'server %s not found.'
+                                     % (key, uuid)) from None
+                if inst.host:
+                    hosts.add(inst.host)
+            hints[key] = sorted(hosts)
+        group = hints.get(names.HINT_STORAGE_GROUP)
+        if isinstance(group, list):
+            group = group[0] if len(group) == 1 else None
+        if names.HINT_STORAGE_GROUP in hints and (
+                not isinstance(group, str) or not group):
+            raise wsgi.Fault(400, 'Invalid scheduler hint storage_group: '
+                                  'a storage group name is expected.')
+        return hints
+
+    def delete(self, req, id):
         try:
+            self._get(req, id, SERVERS % 'delete')
             self.compute.delete(req.context, id)
         except exception.InstanceNotFound:
             raise wsgi.Fault(404, 'Instance could not be found') from None
@@ -204,7 +281,7 @@ class ServersController:
 
     # -- actions --------------------------------------------------------------
 
-    def action(self, req, id, body):  # noqa: A002
+    def action(self, req, id, body):
         if not isinstance(body, dict) or len(body) != 1:
             raise wsgi.Fault(400, 'Malformed request body')
         name = next(iter(body))
@@ -213,26 +290,33 @@ class ServersController:
             raise wsgi.Fault(400, 'There is no such action: %s' % name)
         schemas.validate(schemas.for_version(req.api_version,
                                              schemas.ACTIONS[name]), body)
+        rule = self._ACTION_RULES[name]
+        inst = self._get(req, id, rule)
         try:
-            handler(self, req, id, body[name])
+            handler(self, req, inst.uuid, body[name])
         except exception.InstanceInvalidState as e:
             raise wsgi.conflict_for_state(e, name.replace('os-', ''),
                                           id) from None
         return wsgi.Result(None, 202)
 
-    def _shelve(self, req, id, _value):  # noqa: A002
-        self.compute.shelve(req.context, id)
+    def _shelve(self, req, id, value):
+        """Nova ignores the value; ``{"lifecycle:keep_memory": bool}``
+        in it chooses a hibernate-shelve (any microversion)."""
+        keep_memory = None
+        if isinstance(value, dict):
+            keep_memory = value.get(names.API_KEEP_MEMORY)
+        self.compute.shelve(req.context, id, keep_memory=keep_memory)
 
-    def _shelve_offload(self, req, id, _value):  # noqa: A002
+    def _shelve_offload(self, req, id, _value):
         self.compute.shelve_offload(req.context, id)
 
-    def _start(self, req, id, _value):  # noqa: A002
+    def _start(self, req, id, _value):
         self.compute.start(req.context, id)
 
-    def _stop(self, req, id, _value):  # noqa: A002
+    def _stop(self, req, id, _value):
         self.compute.stop(req.context, id)
 
-    def _unshelve(self, req, id, value):  # noqa: A002
+    def _unshelve(self, req, id, value):
         """2.77 may name an availability zone, 2.91 a host and a null zone
         (unpin); older microversions ignore the body's value, as Nova."""
         kwargs = {}
@@ -240,10 +324,50 @@ class ServersController:
             kwargs['availability_zone'] = value['availability_zone']
         if value and req.is_supported('2.91'):
             kwargs['host'] = value.get('host')
+            if kwargs['host']:
+                inst = self.compute.get(req.context, id)
+                req.context.can(SHELVE % 'unshelve_to_host',
+                                {'project_id': inst.project_id,
+                                 'user_id': inst.user_id})
         self.compute.unshelve(req.context, id, **kwargs)
 
     _ACTIONS = {'shelve': _shelve, 'shelveOffload': _shelve_offload,
                 'unshelve': _unshelve, 'os-start': _start, 'os-stop': _stop}
+    _ACTION_RULES = {'shelve': SHELVE % 'shelve',
+                     'shelveOffload': SHELVE % 'shelve_offload',
+                     'unshelve': SHELVE % 'unshelve',
+                     'os-start': SERVERS % 'start',
+                     'os-stop': SERVERS % 'stop'}
+
+
+def _without_image_root(image_ref: str | None,
+                        bdms: list[dict] | None) -> list[dict] | None:
+    """``block_device_mapping_v2`` without the mapping python-openstackclient
+    adds for ``--image`` (``source_type image``, ``destination_type local``,
+    ``boot_index 0``): with ``imageRef`` set, Nova takes it as the image
+    root disk it describes anyway. Without ``imageRef``, or on another boot
+    index, Nova refuses image-to-local mappings with this message."""
+    if not bdms:
+        return bdms
+    rest = []
+    for bdm in bdms:
+        if (bdm.get('source_type') != 'image' or
+                bdm.get('destination_type', 'local') != 'local'):
+            rest.append(bdm)
+            continue
+        if not bdm.get('uuid'):
+            raise wsgi.Fault(400, 'Block Device Mapping is Invalid: '
+                                  'Missing device UUID.')
+        boot_index = bdm.get('boot_index')
+        if not image_ref or boot_index is None or int(boot_index) != 0:
+            raise wsgi.Fault(400, 'Block Device Mapping is Invalid: '
+                                  'Mapping image to local is not supported.')
+        if bdm['uuid'] != image_ref:
+            raise wsgi.Fault(400, 'Block Device Mapping is Invalid: the '
+                                  'image mapping with boot_index 0 names '
+                                  'image %s, imageRef %s.'
+                             % (bdm['uuid'], image_ref))
+    return rest
 
 
 def connect(router: wsgi.Router, controller: ServersController) -> None:

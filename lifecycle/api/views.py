@@ -15,6 +15,9 @@ from lifecycle import states
 from lifecycle.compute import volumes
 from lifecycle.conf import CONF
 from lifecycle.virt import domain_xml
+from lifecycle import names
+from lifecycle.policies import admin as admin_policies
+from lifecycle.policies import servers as server_policies
 
 # Statuses whose documents carry ``progress`` / ``fault`` in Nova.
 _PROGRESS_STATUSES = ('ACTIVE', 'BUILD', 'REBUILD', 'RESIZE',
@@ -108,16 +111,29 @@ def _hostname(display_name: str, instance_uuid: str) -> str:
     return name.lower().strip('.-') or 'Server-%s' % instance_uuid
 
 
-def retained_disk(inst) -> dict | None:
+def retained_disk(inst, details: bool = True) -> dict | None:
     """The project-specific summary of a disk kept through shelving, from
-    the system metadata contract keys; None when there is none."""
+    the system metadata contract keys; None when there is none. Its host
+    and location only with ``details`` (policy ``lifecycle:retained_disk``,
+    admin): they describe the storage, not the server."""
     sysmeta = inst.system_metadata
-    if not sysmeta.get('shelved_disk'):
+    if not sysmeta.get(names.SHELVED_DISK):
         return None
-    return {'storage_group': sysmeta.get('shelved_storage_group'),
-            'host': sysmeta.get('shelved_host'),
-            'location': sysmeta.get('shelved_disk'),
-            'since': sysmeta.get('shelved_at')}
+    doc = {'storage_group': sysmeta.get(names.SHELVED_STORAGE_GROUP),
+           'since': sysmeta.get(names.SHELVED_AT)}
+    if details:
+        doc.update(host=sysmeta.get(names.SHELVED_HOST),
+                   location=sysmeta.get(names.SHELVED_DISK))
+    return doc
+
+
+def memory_state(inst) -> dict | None:
+    """The hibernate-shelve marker: the server's memory is kept (Nova has
+    no state for it; the status stays SHELVED or SHELVED_OFFLOADED)."""
+    sysmeta = inst.system_metadata
+    if not sysmeta.get(names.SHELVED_MEMORY_STATE):
+        return None
+    return {'saved_at': sysmeta.get(names.SHELVED_AT)}
 
 
 def _volumes_attached(req, inst) -> list[dict]:
@@ -147,12 +163,15 @@ def _fault(req, inst, status: str) -> dict | None:
     if status not in _FAULT_STATUSES:
         if status != 'SHELVED_OFFLOADED':
             return None
-        shelved_at = inst.system_metadata.get('shelved_at')
+        shelved_at = inst.system_metadata.get(names.SHELVED_AT)
         try:
             since = timeutils.parse_isotime(shelved_at).replace(tzinfo=None)
         except (TypeError, ValueError, AttributeError):
             since = None
-        if since is not None and fault.created_at < since:
+        # MySQL/MariaDB DATETIME keeps whole seconds (MariaDB truncates):
+        # a fault recorded in the second of the shelve must still show.
+        if since is not None and fault.created_at < since.replace(
+                microsecond=0):
             return None
     doc = {'code': fault.code, 'created': isotime(fault.created_at),
            'message': fault.message}
@@ -181,6 +200,8 @@ def server_detail(req, inst, node=None, flavor=None, show=False) -> dict:
     ``flavor`` its Flavor row when it still exists; ``show`` for
     ``GET /servers/{id}``, which has a few more keys than a list."""
     status = states.status_of(inst.vm_state)
+    ctx = req.context
+    target = {'project_id': inst.project_id, 'user_id': inst.user_id}
     doc = {
         'accessIPv4': '', 'accessIPv6': '', 'addresses': {},
         'created': isotime(inst.created_at),
@@ -210,7 +231,9 @@ def server_detail(req, inst, node=None, flavor=None, show=False) -> dict:
         'OS-EXT-STS:vm_state': inst.vm_state,
         'OS-EXT-STS:power_state': inst.power_state,
         'os-extended-volumes:volumes_attached': _volumes_attached(req, inst),
-        'lifecycle:retained_disk': retained_disk(inst),
+        names.API_RETAINED_DISK: retained_disk(
+            inst, ctx.can(admin_policies.RETAINED_DISK, target, fatal=False)),
+        names.API_MEMORY_STATE: memory_state(inst),
     }
     fault = _fault(req, inst, status)
     if fault is not None:
@@ -218,7 +241,7 @@ def server_detail(req, inst, node=None, flavor=None, show=False) -> dict:
     if status in _PROGRESS_STATUSES:
         doc['progress'] = 0
     hostname = _hostname(inst.display_name, inst.uuid)
-    if req.context.is_admin:
+    if ctx.can(server_policies.EXTENDED_ATTRIBUTES, target, fatal=False):
         doc['OS-EXT-SRV-ATTR:host'] = inst.host
         doc['OS-EXT-SRV-ATTR:instance_name'] = domain_xml.domain_name(
             inst.uuid)
@@ -238,7 +261,8 @@ def server_detail(req, inst, node=None, flavor=None, show=False) -> dict:
         doc['OS-EXT-SRV-ATTR:hostname'] = hostname
     if req.is_supported('2.9'):
         doc['locked'] = False
-    if req.is_supported('2.16') and req.context.is_admin:
+    if req.is_supported('2.16') and ctx.can(server_policies.HOST_STATUS,
+                                            target, fatal=False):
         doc['host_status'] = _host_status(node, inst.host)
     if req.is_supported('2.19'):
         doc['description'] = None

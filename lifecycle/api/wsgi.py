@@ -13,14 +13,20 @@ import io
 import json
 import re
 import socket
-import socketserver
 import threading
-from wsgiref import simple_server
+import time
 
+import microversion_parse
 import oslo_messaging as messaging
 import routes
+from cheroot import makefile as cheroot_makefile
+from cheroot import server as cheroot_server
+from cheroot import wsgi as cheroot_wsgi
 import webob
+import webob.exc
 from oslo_log import log as logging
+from oslo_middleware import request_id as oslo_request_id
+from oslo_middleware import sizelimit
 from oslo_utils import uuidutils
 
 from lifecycle import context as lc_context
@@ -48,6 +54,8 @@ UNEXPECTED = ('Unexpected API Error. Please report this to the operators '
               '%s')
 _VERSION_RE = re.compile(r'^([1-9]\d*)\.([1-9]\d*|0)$')
 _DRAIN_LIMIT = 16 << 20
+#: The WSGI environment key of the request context (set by lifecycle.api.auth).
+ENV_CONTEXT = 'lifecycle.context'
 
 
 # -- microversions ------------------------------------------------------------
@@ -88,20 +96,12 @@ class APIVersion:
 
 
 def requested_version(headers) -> str | None:
-    """The version string a request asks for, as ``microversion_parse``:
-    the last ``compute`` entry of ``OpenStack-API-Version`` (entries are
-    comma-separated, possibly over several headers), else the last value of
-    the legacy header, else None."""
-    standard = headers.get(VERSION_HEADER)
-    if standard:
-        for entry in reversed(standard.split(',')):
-            parts = entry.split(None, 1)
-            if len(parts) == 2 and parts[0].lower() == SERVICE_TYPE:
-                return parts[1].strip()
-    legacy = headers.get(LEGACY_VERSION_HEADER)
-    if legacy is not None:
-        return legacy.split(',')[-1].strip()
-    return None
+    """The version string a request asks for (``microversion_parse``): the
+    last ``compute`` entry of ``OpenStack-API-Version``, else the legacy
+    header's value, else None."""
+    return microversion_parse.get_version(
+        headers, service_type=SERVICE_TYPE,
+        legacy_headers=[LEGACY_VERSION_HEADER])
 
 
 def negotiate(headers) -> APIVersion:
@@ -237,10 +237,13 @@ class Router:
 
     def connect(self, path: str, method: str, handler, *,
                 versioned: bool = True, absolute: bool = False) -> None:
+        """``absolute`` paths (the version documents) are served without a
+        context as well: :class:`lifecycle.api.auth.Unauthenticated` lets
+        ``/`` past authentication."""
         paths = [path] if absolute else [
             self.prefix + path,
             self.prefix + '/{project_id:[0-9a-f-]+}' + path]
-        self._targets.append((handler, versioned))
+        self._targets.append((handler, versioned, absolute))
         for full in paths:
             # Routes turns defaults into strings: keep only an index there.
             self.mapper.connect(None, full, target=len(self._targets) - 1,
@@ -249,7 +252,8 @@ class Router:
     def __call__(self, environ, start_response):
         req = Request(environ)
         version = None
-        request_id = 'req-' + uuidutils.generate_uuid()
+        request_id = (environ.get(oslo_request_id.ENV_REQUEST_ID) or
+                      'req-' + uuidutils.generate_uuid())
         headers = {'x-openstack-request-id': request_id,
                    'x-compute-request-id': request_id}
         try:
@@ -258,16 +262,20 @@ class Router:
             if match is None:
                 raise Fault(404, NOT_FOUND)
             args = dict(match)
-            handler, versioned = self._targets[int(args.pop('target'))]
+            handler, versioned, public = self._targets[
+                int(args.pop('target'))]
             if versioned:
                 version = req.api_version = negotiate(req.headers)
-            req.context = _make_context(req, args.pop('project_id', None),
-                                        request_id)
+            req.context = _context(req, args.pop('project_id', None), public)
             _check_content_type(req)
             if req.method in ('POST', 'PUT'):
                 args['body'] = _json_body(req)
+            if req.context is not None:
+                # Calls to Glance and Cinder made for this request find the
+                # caller's context here (oslo.context's thread-local store).
+                req.context.update_store()
             result = handler(req, **args)
-        except Exception as exc:  # noqa: BLE001 - every error is a fault
+        except Exception as exc:  # every error is a fault
             fault = fault_from_exception(exc)
             resp = fault_response(fault, version)
         else:
@@ -275,16 +283,36 @@ class Router:
                 result = Result(result)
             resp = _respond(result.code, result.body, result.headers,
                             version)
+        finally:
+            lc_context.clear_store()
         for key, value in headers.items():
             resp.headers[key] = value
         return resp(environ, start_response)
+
+
+def authorize(rule: str):
+    """A handler wrapper that asks the policy for ``rule`` first (403 with
+    Nova's message when refused); the target is the caller's project, as
+    Nova's ``target={}`` rules that need no resource."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        def checked(req, *args, **kwargs):
+            req.context.can(rule, {'project_id': req.context.project_id,
+                                   'user_id': req.context.user_id})
+            return handler(req, *args, **kwargs)
+        return checked
+    return wrap
 
 
 def _check_body_size(req: Request) -> None:
     """413 for a body above ``[api] max_request_body_size``."""
     limit = CONF.api.max_request_body_size
     length = req.content_length
-    if length is None or length <= limit:
+    if length is None:
+        # A chunked body: counted while it is read (_json_body).
+        req.body_file = sizelimit.LimitingReader(req.body_file, limit)
+        return
+    if length <= limit:
         return
     if length <= _DRAIN_LIMIT:
         # Read what the client sends so it sees the answer, not a reset.
@@ -312,78 +340,176 @@ def _check_content_type(req: Request) -> None:
 
 def _json_body(req: Request):
     """The decoded JSON body, None when empty; 400 when it is not JSON."""
-    if not req.content_length:
+    if req.content_length is None and req.is_body_readable:
+        try:
+            body = req.body_file.read()
+        except webob.exc.HTTPRequestEntityTooLarge:
+            raise Fault(413, 'Request is too large. Larger than '
+                             'max_request_body_size (%d).'
+                        % CONF.api.max_request_body_size) from None
+    elif not req.content_length:
+        return None
+    else:
+        body = req.body
+    if not body:
         return None
     try:
-        return json.loads(req.body)
+        return json.loads(body)
     except ValueError:
         raise Fault(400, 'Malformed request body') from None
 
 
-def _make_context(req: Request, url_project: str | None,
-                  request_id: str) -> lc_context.RequestContext:
-    """Noauth context: ``X-User-Id``/``X-Project-Id`` or admin/admin. A
-    project ID in the URL must match the context's, as in Nova."""
-    user = req.headers.get('X-User-Id') or 'admin'
-    project = req.headers.get('X-Project-Id') or url_project or 'admin'
-    if url_project and url_project != project:
+def _context(req: Request, url_project: str | None,
+             public: bool) -> lc_context.RequestContext | None:
+    """The context the authentication middleware made; a request that
+    reached the router without one is refused (fail closed). A project ID
+    in the URL must be the context's, as in Nova."""
+    ctx = req.environ.get(ENV_CONTEXT)
+    if ctx is None:
+        if public:
+            return None
+        raise Fault(401, 'The request you have made requires '
+                         'authentication.')
+    if url_project and url_project != ctx.project_id:
         raise Fault(400, "Malformed request URL: URL's project_id '%s' "
                          "doesn't match Context's project_id '%s'" % (
-                             url_project, project))
+                             url_project, ctx.project_id))
     req.project_in_url = url_project or ''
-    ctx = lc_context.RequestContext(
-        user_id=user, project_id=project, is_admin=True,
-        request_id=request_id,
-        global_request_id=req.headers.get('X-Openstack-Request-Id'))
     return ctx
 
 
 # -- the server ---------------------------------------------------------------
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn,
-                           simple_server.WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 resets clients when a burst of
-    # requests arrives (mass unshelve); Nova's WSGI server uses 4096.
-    request_queue_size = 4096
-
-    def handle_error(self, request, client_address):
-        # A client that went away mid-response, not a server error.
-        LOG.debug('Connection from %s ended with an error',
-                  client_address, exc_info=True)
-
-
-class _QuietHandler(simple_server.WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - base signature
-        LOG.debug('%s %s', self.address_string(), format % args)
-
-
 class APIServer:
-    """``wsgiref`` with a thread per request, in a background thread."""
+    """The embedded HTTP/1.1 server of ``lifecycle-api`` and
+    ``lifecycle-aio`` (cheroot, in a background thread).
+
+    At most ``[wsgi] default_pool_size`` requests run at once; accepted
+    connections wait for a worker in a bounded queue and, beyond it, in the
+    listen backlog. A client silent for ``[wsgi] client_socket_timeout``
+    seconds is disconnected, and one that has not sent its whole request
+    ``[wsgi] client_request_timeout`` seconds after its first byte gets 408
+    and is disconnected, so a slow client holds a worker for that long at
+    most; idle keep-alive connections wait in cheroot's selector, not in a
+    worker.
+    """
 
     def __init__(self, app, host: str, port: int) -> None:
-        server_cls = _ThreadingWSGIServer
-        if ':' in host:
-            server_cls = type('_ThreadingWSGIServer6', (_ThreadingWSGIServer,),
-                              {'address_family': socket.AF_INET6})
+        pool = CONF.wsgi.default_pool_size
+        if not CONF.wsgi.keep_alive:
+            app = _close_connections(app)
         self.host = host
-        self._server = simple_server.make_server(
-            host, port, app, server_class=server_cls,
-            handler_class=_QuietHandler)
-        self.port = self._server.server_address[1]
+        self._server = _Server(
+            (host, port), app, numthreads=pool, max=pool,
+            # Nova's WSGI server listens with a backlog of 4096: a burst of
+            # requests (mass unshelve) must not be reset.
+            request_queue_size=4096,
+            timeout=CONF.wsgi.client_socket_timeout or None,
+            accepted_queue_size=pool * 16,
+            accepted_queue_timeout=max(CONF.wsgi.client_socket_timeout, 1),
+            shutdown_timeout=5)
+        self._server.max_request_header_size = (
+            CONF.wsgi.max_request_header_size)
+        self._server.request_timeout = CONF.wsgi.client_request_timeout
+        self._server.server_name = 'lifecycle-api'
+        self._server.prepare()
+        self.port = self._server.bind_addr[1]
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve,
                                         name='lifecycle-api', daemon=True)
         self._thread.start()
-        LOG.info('REST API listening on %s port %d', self.host, self.port)
+        LOG.info('REST API listening on %s port %d (%d worker threads)',
+                 self.host, self.port, CONF.wsgi.default_pool_size)
 
     def stop(self) -> None:
+        self._server.stop()
         if self._thread is not None:
-            self._server.shutdown()
             self._thread.join()
             self._thread = None
-        self._server.server_close()
 
+
+def _close_connections(app):
+    """``[wsgi] keep_alive = false``: every answer closes its connection."""
+    def wrapper(environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers = [(k, v) for k, v in headers
+                       if k.lower() != 'connection']
+            headers.append(('Connection', 'close'))
+            return start_response(status, headers, exc_info)
+        return app(environ, start)
+    return wrapper
+
+
+# -- a deadline for reading each request --------------------------------------
+
+class _RequestReader(socket.SocketIO):
+    """The read side of a connection. While ``deadline`` (a monotonic time)
+    is set, a read past it fails as a socket timeout does; each read waits
+    for the socket timeout or until the deadline, whichever is first."""
+
+    deadline: float | None = None
+
+    def readinto(self, buffer) -> int | None:
+        deadline = self.deadline
+        if deadline is None:
+            return super().readinto(buffer)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # cheroot answers 408 to a timeout inside a request.
+            raise TimeoutError('timed out')
+        sock = self._sock
+        timeout = sock.gettimeout()
+        sock.settimeout(remaining if timeout is None
+                        else min(remaining, timeout))
+        try:
+            return super().readinto(buffer)
+        finally:
+            sock.settimeout(timeout)
+
+
+class _StreamReader(cheroot_makefile.StreamReader):
+    def __init__(self, sock, mode: str = 'rb',
+                 bufsize: int = io.DEFAULT_BUFFER_SIZE) -> None:
+        # cheroot's reader over a _RequestReader instead of a SocketIO.
+        super(cheroot_makefile.StreamReader, self).__init__(
+            _RequestReader(sock, mode), bufsize)
+        self.bytes_read = 0
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """A request whose line, headers and body must arrive within the
+    server's ``request_timeout`` from the moment a worker starts reading it
+    (the connection had data: idle keep-alive time is not counted)."""
+
+    def parse_request(self) -> None:
+        reader = getattr(self.conn.rfile, 'raw', None)
+        if isinstance(reader, _RequestReader) and self.server.request_timeout:
+            reader.deadline = time.monotonic() + self.server.request_timeout
+        super().parse_request()
+
+    def respond(self) -> None:
+        try:
+            super().respond()
+        finally:
+            reader = getattr(self.conn.rfile, 'raw', None)
+            if isinstance(reader, _RequestReader):
+                reader.deadline = None
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+    def __init__(self, server, sock, makefile=cheroot_makefile.MakeFile):
+        super().__init__(server, sock, makefile)
+        if makefile is cheroot_makefile.MakeFile:
+            # Plain TCP (the embedded server has no TLS adapter).
+            self.rfile.close()
+            self.rfile = _StreamReader(sock, 'rb', self.rbufsize)
+
+
+class _Server(cheroot_wsgi.Server):
+    ConnectionClass = _Connection
+    #: Seconds to receive one request; 0: no limit.
+    request_timeout: float = 0

@@ -9,48 +9,36 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from lifecycle import deploy
-from lifecycle import exception
+from lifecycle import names
 from lifecycle import rpc
 from lifecycle import service
 from lifecycle.conf import CONF
+from lifecycle.conf import aio as aio_conf
 from lifecycle.db import migration
 from lifecycle.image import local as local_image
 from lifecycle.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
+DESCRIPTION = (
+    'The embedded all-in-one of shelve-lifecycle: the REST API, the '
+    'conductor and one compute service per [aio] hosts entry in one '
+    'process, over the fake:// transport and a SQLite database under [aio] '
+    'state_dir by default; creates the default flavors, one aggregate per '
+    'storage group and a default image. Prints "lifecycle-aio ready at URL" '
+    'when it serves. For trying the project and for tests; separate '
+    'services are lifecycle-api, lifecycle-conductor, lifecycle-compute.')
 
-# Nova's default flavors of these names: (flavorid, vcpus, MiB, root GiB).
-DEFAULT_FLAVORS = {'m1.tiny': ('1', 1, 512, 1),
-                   'm1.small': ('2', 1, 2048, 20),
-                   'm1.medium': ('3', 2, 4096, 40)}
-_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz'
-                        'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-')
-
-
-def parse_hosts(entries: list[str]) -> dict[str, str]:
-    """``[aio] hosts`` as {host: storage_group}, validated: the group name
-    becomes a directory name, so it may not carry path syntax."""
-    hosts: dict[str, str] = {}
-    for entry in entries:
-        host, sep, group = entry.strip().partition(':')
-        for name in (host, group):
-            if (not sep or not name or name in ('.', '..') or
-                    not set(name) <= _NAME_CHARS):
-                raise exception.InvalidConfiguration(
-                    reason='[aio] hosts entry %r is not HOST:GROUP with '
-                           'names of letters, digits, ".", "_", "-"' % entry)
-        if host in hosts:
-            raise exception.InvalidConfiguration(
-                reason='[aio] hosts names %s twice' % host)
-        hosts[host] = group
-    return hosts
+DEFAULT_FLAVORS = deploy.DEFAULT_FLAVORS
 
 
 class AllInOne:
     """The embedded deployment; tests use it as their harness."""
 
     def __init__(self) -> None:
-        self.hosts = parse_hosts(CONF.aio.hosts)
+        # One process on the loopback interface: Nova's noauth2 unless the
+        # configuration says otherwise.
+        CONF.set_default('auth_strategy', 'noauth2', group='api')
+        self.hosts = aio_conf.parse_hosts(CONF.aio.hosts)
         self.state_dir = deploy.make_dir(CONF.aio.state_dir)
         self.services: list[service.Service] = []
         self.api: deploy.API | None = None
@@ -99,17 +87,12 @@ class AllInOne:
 
     def _ensure_defaults(self) -> dict:
         """Default flavors, one aggregate per storage group, default image."""
-        known = {f.name for f in self.db.flavor_get_all()}
-        for name, (flavorid, vcpus, ram, disk) in DEFAULT_FLAVORS.items():
-            if name not in known:
-                self.db.flavor_create({'flavorid': flavorid, 'name': name,
-                                       'vcpus': vcpus, 'memory_mb': ram,
-                                       'root_gb': disk})
+        deploy.seed_default_flavors(self.db)
         for group in sorted(set(self.hosts.values())):
-            existing = {a.metadata_dict.get('storage_group'): a
+            existing = {a.metadata_dict.get(names.AGGREGATE_STORAGE_GROUP): a
                         for a in self.db.aggregate_get_all()}
             aggregate = existing.get(group) or self.db.aggregate_create(
-                'storage-%s' % group, {'storage_group': group})
+                'storage-%s' % group, {names.AGGREGATE_STORAGE_GROUP: group})
             for host in sorted(h for h, g in self.hosts.items()
                                if g == group):
                 if host not in aggregate.host_names:
@@ -141,7 +124,8 @@ def _start():
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        deploy.parse_config(argv, default_transport_url='fake://')
+        deploy.parse_config(argv, default_transport_url='fake://',
+                            name='lifecycle-aio', description=DESCRIPTION)
     except cfg.Error as e:
         print('lifecycle-aio: %s' % e, file=sys.stderr)
         return deploy.EXIT_CANNOT_START

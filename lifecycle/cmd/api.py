@@ -12,6 +12,13 @@ from lifecycle import rpc
 from lifecycle.conf import CONF
 
 NAME = 'lifecycle-api'
+DESCRIPTION = (
+    'The nova-compatible REST API of shelve-lifecycle (servers, shelve, '
+    'unshelve, flavors, images, aggregates, hypervisors), on [api] host and '
+    'port. Hands work to lifecycle-conductor and the lifecycle-compute '
+    'hosts over the message bus ([DEFAULT] transport_url) and reads the '
+    'shared database ([database] connection). Prints "lifecycle-api ready '
+    'at URL" when it serves.')
 
 
 def _start():
@@ -30,7 +37,7 @@ def _start():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return deploy.main(NAME, argv, _start)
+    return deploy.main(NAME, argv, _start, DESCRIPTION)
 
 
 if __name__ == '__main__':

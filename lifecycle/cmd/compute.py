@@ -15,11 +15,19 @@ from lifecycle import deploy
 from lifecycle import exception
 from lifecycle import rpc
 from lifecycle.conf import CONF
+from lifecycle.storage import paths
 from lifecycle.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
 
 NAME = 'lifecycle-compute'
+DESCRIPTION = (
+    'The compute service of one host ([DEFAULT] host, else the machine '
+    'name): runs its guests on [libvirt] connection_uri, keeps their disks '
+    'in [DEFAULT] instances_path (the host\'s mount of its storage group\'s '
+    'shared storage, the same path on every host of the group) and reports '
+    'capacity and a heartbeat every [compute] report_interval seconds. '
+    'Prints "lifecycle-compute ready ..." when it serves.')
 
 
 def _storage_group(db, host: str) -> tuple[str | None, str]:
@@ -36,9 +44,31 @@ def _storage_group(db, host: str) -> tuple[str | None, str]:
     return group, group or 'none'
 
 
+def _check_instances_path(host: str) -> None:
+    """Usable, and mounted where the rest of the group mounts it."""
+    try:
+        paths.check_storage_root(CONF.instances_path, host)
+    except exception.StorageError as e:
+        raise exception.StartupError(reason=e.format_message()) from e
+
+
+def _warn_test_driver() -> None:
+    if CONF.libvirt.connection_uri.startswith('test:'):
+        LOG.warning(
+            '[libvirt] connection_uri %s is libvirt\'s test driver: its '
+            'domains live inside this process and die with it, so after a '
+            'restart the reconciler ([compute] reconcile_interval) finds '
+            'every active instance of this host without a domain and sets '
+            'it to ERROR (DomainVanished). Use it for tests only; a real '
+            'compute host uses qemu:///system',
+            CONF.libvirt.connection_uri)
+
+
 def _start():
     deploy.check_transport()
     host = deploy.default_host()
+    _warn_test_driver()
+    _check_instances_path(host)
     images = deploy.build_image_service(deploy.require_image_dir())
     db = deploy.open_database(NAME)
     # No fallback to the test driver here: a compute host that cannot reach
@@ -64,7 +94,7 @@ def _start():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return deploy.main(NAME, argv, _start)
+    return deploy.main(NAME, argv, _start, DESCRIPTION)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,13 @@ from lifecycle import rpc
 from lifecycle.conf import CONF
 
 NAME = 'lifecycle-conductor'
+DESCRIPTION = (
+    'The conductor of shelve-lifecycle: schedules builds and unshelves '
+    '(filters, weighers, atomic claims in the database), orchestrates what '
+    'has no host yet, escalates retained disks to full offloads by age or '
+    'watermark and ends stuck tasks. Several may run on one topic. Needs '
+    '[DEFAULT] transport_url and [database] connection; prints '
+    '"lifecycle-conductor ready ..." when it serves.')
 
 
 def _start():
@@ -31,7 +38,7 @@ def _start():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return deploy.main(NAME, argv, _start)
+    return deploy.main(NAME, argv, _start, DESCRIPTION)
 
 
 if __name__ == '__main__':

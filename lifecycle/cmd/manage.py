@@ -1,43 +1,41 @@
 """``lifecycle-manage``: operator commands, in the nova-manage style.
 
-Usage: ``lifecycle-manage [--config-file F] CATEGORY ACTION [options]``
+Usage: ``lifecycle-manage [--config-file F] CATEGORY ACTION [options]``;
+``lifecycle-manage --help``, ``lifecycle-manage CATEGORY --help`` and
+``lifecycle-manage CATEGORY ACTION --help`` describe them, and
+doc/source/cli.rst is the reference (exit codes included).
 
-Categories and actions::
+Each category is one module of :mod:`lifecycle.manage` whose
+``register(subparsers)`` adds its parser and returns ``{name: class}``; the
+class is built with the ConfigOpts, its method for an action is the
+action's name (``-`` as ``_``, a trailing ``_`` for ``list``, ``import``)
+and takes the action's parsed options as keyword arguments of the same
+names. Another set of categories (e.g. for a Nova cloud) is added by
+appending its registrar to :data:`REGISTRARS`. The ``nova`` category
+(``lifecycle-manage [--config-file nova.conf] nova ...``, for Nova clouds
+running the partial-offload plugin) is :mod:`lifecycle.nova.manage`,
+imported only when asked for.
 
-    db sync [--revision R]        upgrade the schema
-    db version                    print the schema revision
-    shelved list [--group G] [--older-than D] [--format table|json]
-    shelved show UUID [--format table|json]
-    shelved offload [UUID...] [--group G] [--older-than D] [--dry-run] [--yes]
-    shelved purge-deleted [--older-than D] [--dry-run] [--yes] [--format F]
-    disks audit [--category C ...] [--base-min-age D] [--format F]
-    disks cleanup [--category C ...] [--base-min-age D] [--dry-run] [--yes]
-                  [--format F]
+Exit codes (:data:`lifecycle.manage.EXIT_CODES`):
 
-Durations ``D`` are a number and a unit: ``45s``, ``30m``, ``12h``,
-``7d``, ``2w``.
-
-Changing commands (``disks cleanup``, ``shelved purge-deleted``,
-``shelved offload``) change something only with ``--yes`` and never with
-``--dry-run``. With neither,
-they print what they would do and refuse, with exit code 2; with
-``--dry-run`` they print it and exit 0.
-
-Exit codes:
-
-* 0 — success (``disks audit``: nothing found);
-* 1 — the command failed (a removal failed, an instance was not found or
-  is not shelved, the database or hypervisor could not be used);
-* 2 — bad usage or configuration (unknown category, action, option or
-  value; a deletion without ``--yes``/``--dry-run``; no database set);
-* 3 — ``disks audit`` found problems (listed on stdout).
-
-What the commands look at (the all-in-one's configuration, or a compute
-host's) is explained in :mod:`lifecycle.manage.deployment`.
+* 0 -- success (``disks audit``: nothing found);
+* 1 -- the command failed (``disks audit``: a check failed and the others
+  found nothing);
+* 2 -- bad usage or configuration, or a change refused (no ``--yes``, not
+  confirmed);
+* 3 -- ``disks audit`` found problems (with ``ERROR:`` lines on stderr
+  when a check also failed);
+* 4 -- ``disks audit``/``cleanup`` refused: a storage root holds data this
+  project does not own.
 """
 
+import argparse
+import inspect
+import keyword
 import logging as std_logging
+import os
 import sys
+from collections.abc import Callable
 
 from alembic import util as alembic_util
 from oslo_config import cfg
@@ -45,129 +43,48 @@ from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
 from lifecycle import exception
+from lifecycle import version
 from lifecycle.conf import CONF
-from lifecycle.db import api as db_api
-from lifecycle.db import migration
 from lifecycle.manage import CommandFailed
 from lifecycle.manage import FAILED
-from lifecycle.manage import PROBLEMS_FOUND  # noqa: F401 - documented code
-from lifecycle.manage import SUCCESS
+from lifecycle.manage import FOREIGN_STORAGE
+from lifecycle.manage import ForeignStorage
 from lifecycle.manage import USAGE
 from lifecycle.manage import UsageError
-from lifecycle.manage import deployment
-from lifecycle.manage import disks
-from lifecycle.manage import output
+from lifecycle.manage import cli
+from lifecycle.manage import disk_commands
+from lifecycle.manage import flavors
+from lifecycle.manage import image_commands
+from lifecycle.manage import schema
+from lifecycle.manage import services
 from lifecycle.manage import shelved
 
 LOG = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    'Operator commands of shelve-lifecycle: the database schema and '
+    'default flavors (db), images (image), flavors (flavor), compute '
+    'services (service), shelved instances (shelved) and leftovers on '
+    'instance storage (disks). Run "lifecycle-manage CATEGORY --help" for '
+    'the actions of a category. Give the configuration of the deployment '
+    '(--config-file): the all-in-one\'s file, or on a compute host that '
+    'host\'s lifecycle-compute file (disks and shelved look at that host\'s '
+    'storage and domains). Commands that change something do so only with '
+    '--yes and never with --dry-run.')
 
-class DbCommands:
-    """Database schema: ``db sync [--revision R]``, ``db version``."""
+#: Functions adding categories: ``register(subparsers) -> {name: class}``.
+REGISTRARS: list[Callable] = [
+    schema.register, image_commands.register, flavors.register,
+    services.register, shelved.register, disk_commands.register,
+]
 
-    def __init__(self, conf: cfg.ConfigOpts = CONF) -> None:
-        self.db = db_api.Database(deployment.database_url(
-            conf, must_exist=False))
-
-    def close(self) -> None:
-        self.db.dispose()
-
-    def sync(self, revision: str = 'head') -> int:
-        migration.sync(self.db, revision)
-        print('Database at revision %s' % migration.current_version(self.db))
-        return SUCCESS
-
-    def version(self) -> int:
-        print(migration.current_version(self.db) or 'none')
-        return SUCCESS
-
-
-CATEGORIES = {'db': DbCommands, 'shelved': shelved.ShelvedCommands,
-              'disks': disks.DisksCommands}
-
-# The parsed options each action takes: (dest, method keyword).
-_ARGUMENTS = {
-    ('db', 'sync'): ('revision',),
-    ('db', 'version'): (),
-    ('shelved', 'list'): ('format', 'group', 'older_than'),
-    ('shelved', 'show'): ('uuid', 'format'),
-    ('shelved', 'purge-deleted'): ('format', 'older_than', 'dry_run', 'yes'),
-    ('shelved', 'offload'): ('format', 'uuids', 'group', 'older_than',
-                             'dry_run', 'yes'),
-    ('disks', 'audit'): ('format', 'categories', 'base_min_age'),
-    ('disks', 'cleanup'): ('format', 'categories', 'base_min_age', 'dry_run',
-                           'yes'),
-}
-_KEYWORD = {'format': 'fmt', 'categories': 'category'}
-
-
-def _format(parser) -> None:
-    parser.add_argument('--format', choices=output.FORMATS, default='table',
-                        help='table (default) or one JSON document')
-
-
-def _deletion(parser, what: str) -> None:
-    parser.add_argument('--dry-run', action='store_true',
-                        help='only list what would be %s' % what)
-    parser.add_argument('--yes', action='store_true',
-                        help='really delete (required to change anything)')
+_categories: dict[str, type] = {}
 
 
 def _add_commands(subparsers) -> None:
-    db = subparsers.add_parser('db', help=DbCommands.__doc__)
-    actions = db.add_subparsers(dest='action', required=True)
-    sync = actions.add_parser('sync', help='Upgrade the schema')
-    sync.add_argument('--revision', default='head')
-    actions.add_parser('version', help='Print the schema revision')
-
-    category = subparsers.add_parser(
-        'shelved', help=shelved.ShelvedCommands.__doc__)
-    actions = category.add_subparsers(dest='action', required=True)
-    listing = actions.add_parser(
-        'list', help='Shelved and shelved-offloaded instances')
-    listing.add_argument('--group', help='only this storage group')
-    listing.add_argument('--older-than', type=output.duration,
-                         help='only instances shelved longer than this')
-    _format(listing)
-    show = actions.add_parser(
-        'show', help="One shelved instance's retained disk")
-    show.add_argument('uuid')
-    _format(show)
-    escalate = actions.add_parser(
-        'offload', help='Partial to full offload: upload retained disks to '
-                        'the image service, then free them')
-    escalate.add_argument('uuids', nargs='*', metavar='UUID')
-    escalate.add_argument('--group', help='only this storage group')
-    escalate.add_argument('--older-than', type=output.duration,
-                          help='only instances shelved longer than this')
-    _deletion(escalate, 'offloaded')
-    _format(escalate)
-    purge = actions.add_parser(
-        'purge-deleted', help='Remove soft-deleted instance rows')
-    purge.add_argument('--older-than', type=output.duration,
-                       help='only rows deleted longer ago than this')
-    _deletion(purge, 'purged')
-    _format(purge)
-
-    category = subparsers.add_parser(
-        'disks', help=disks.DisksCommands.__doc__)
-    actions = category.add_subparsers(dest='action', required=True)
-    for name, what in (('audit', 'Find leftovers; changes nothing'),
-                       ('cleanup', 'Remove what audit finds')):
-        action = actions.add_parser(name, help=what)
-        allowed = disks.CATEGORIES + (disks.AUDIT_ONLY if name == 'audit'
-                                      else ())
-        action.add_argument('--category', action='append',
-                            dest='categories', choices=allowed,
-                            help='only this category (repeatable)')
-        action.add_argument(
-            '--base-min-age', type=output.duration,
-            help='unused bases placed or used more recently than this are '
-                 'not counted (default %dh)' %
-                 (disks.DEFAULT_BASE_MIN_AGE.total_seconds() // 3600))
-        if name == 'cleanup':
-            _deletion(action, 'removed')
-        _format(action)
+    subparsers.metavar = 'CATEGORY'
+    for register in REGISTRARS:
+        _categories.update(register(subparsers))
 
 
 _CATEGORY_OPT = cfg.SubCommandOpt('category', title='Command categories',
@@ -182,12 +99,63 @@ def _parse(conf: cfg.ConfigOpts, argv: list[str]) -> int | None:
     # log lines go to stderr, not to oslo.log's default of stdout.
     conf.set_default('use_stderr', True)
     try:
-        conf(argv, project='lifecycle')
+        conf(argv, project='lifecycle', prog='lifecycle-manage',
+             version=version.version_string(), description=DESCRIPTION,
+             epilog=cli.exit_codes_text() + '.')
     except cfg.Error as e:
         print('lifecycle-manage: %s' % e, file=sys.stderr)
         return USAGE
-    except SystemExit as e:  # argparse: usage error (2) or --help (0)
+    except SystemExit as e:  # argparse: usage error (2), --help/--version 0
         return e.code if isinstance(e.code, int) else USAGE
+    return None
+
+
+def _method_name(action: str) -> str:
+    name = action.replace('-', '_')
+    return name + '_' if keyword.iskeyword(name) or name == 'list' else name
+
+
+def commands() -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every (category, action) of :data:`REGISTRARS` (deprecated aliases
+    left out) with the keyword arguments its method takes."""
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    classes: dict[str, type] = {}
+    for register in REGISTRARS:
+        classes.update(register(subparsers))
+    found = {}
+    for category, cat_parser in subparsers.choices.items():
+        [actions] = [a for a in cat_parser._actions
+                     if isinstance(a, argparse._SubParsersAction)]
+        seen: set[int] = set()
+        for action, act_parser in actions.choices.items():
+            if id(act_parser) in seen:
+                continue  # an alias
+            seen.add(id(act_parser))
+            method = getattr(classes[category], _method_name(action))
+            found[(category, action)] = tuple(
+                n for n in inspect.signature(method).parameters
+                if n != 'self')
+    return found
+
+
+def __getattr__(name: str):
+    if name == '_ARGUMENTS':  # the name older tests read
+        return commands()
+    raise AttributeError(name)
+
+
+def _nova_argv(argv: list[str]) -> list[str] | None:
+    """``argv`` without its ``nova`` category word, when that is the
+    category (``lifecycle-manage [--config-file F] nova ...``)."""
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg in ('--config-file', '--config-dir'):
+            skip = True
+        elif not arg.startswith('-'):
+            return argv[:i] + argv[i + 1:] if arg == 'nova' else None
     return None
 
 
@@ -198,9 +166,17 @@ def main(argv: list[str] | None = None,
     ``conf`` (tests): a private ConfigOpts with the project's options
     registered; the process-wide logging is then left alone.
     """
+    argv = sys.argv[1:] if argv is None else argv
+    nova_argv = _nova_argv(argv)
+    if nova_argv is not None:
+        # Nova clouds: Nova's configuration and databases, through Nova's
+        # objects (lifecycle.nova), in a fresh process: Nova's options and
+        # the project's share oslo.config's global CONF and collide.
+        os.execv(sys.executable, [sys.executable, '-m',
+                                  'lifecycle.nova.manage'] + nova_argv)
     own = conf is None
     conf = CONF if own else conf
-    failed = _parse(conf, sys.argv[1:] if argv is None else argv)
+    failed = _parse(conf, argv)
     if failed is not None:
         return failed
     if own:
@@ -209,19 +185,19 @@ def main(argv: list[str] | None = None,
             # stdout carries the command's answer; alembic narrates at INFO.
             std_logging.getLogger('alembic').setLevel(std_logging.WARNING)
     category = conf.category
-    key = (category.name, category.action)
-    kwargs = {_KEYWORD.get(dest, dest): getattr(category, dest)
-              for dest in _ARGUMENTS[key]}
     handler = None
     try:
-        handler = CATEGORIES[category.name](conf)
-        method = category.action.replace('-', '_')
-        if method == 'list':
-            method = 'list_'
-        return getattr(handler, method)(**kwargs)
+        handler = _categories[category.name](conf)
+        method = getattr(handler, _method_name(category.action))
+        kwargs = {name: getattr(category, name)
+                  for name in inspect.signature(method).parameters}
+        return method(**kwargs)
     except UsageError as e:
         print('lifecycle-manage: %s' % e, file=sys.stderr)
         return USAGE
+    except ForeignStorage as e:
+        print('lifecycle-manage: %s' % e, file=sys.stderr)
+        return FOREIGN_STORAGE
     except CommandFailed as e:
         print('lifecycle-manage: %s' % e, file=sys.stderr)
         return FAILED

@@ -24,6 +24,7 @@ from oslo_config import cfg
 
 from lifecycle import storage_groups
 from lifecycle.conf import CONF
+from lifecycle import names
 
 MICROVERSION = 'compute 2.91'
 
@@ -136,7 +137,7 @@ def run(api: Api, watched: list[str], storage: str) -> None:
           'an OS never answers and is then powered off hard)' %
           CONF.shutdown_timeout)
     print('          retained disk: %s' % json.dumps(
-        server.get('lifecycle:retained_disk')))
+        server.get(names.API_RETAINED_DISK)))
     server = step('unshelve', action({'unshelve': None}), 'ACTIVE')
     print('          back on host %s' % server['OS-EXT-SRV-ATTR:host'])
     step('delete', delete, 'DELETED')

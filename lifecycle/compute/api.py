@@ -31,10 +31,20 @@ from lifecycle.conductor import rpcapi as conductor_rpcapi
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import models
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
 UNSET = object()
+
+
+def _image_system_metadata(image: dict) -> dict:
+    """The image properties a compute host needs later, as Nova copies
+    them (``image_<property>``)."""
+    props = dict(image.get('properties') or {})
+    return {key: str(props[prop])
+            for prop, key in names.SYSMETA_IMAGE_PROPERTIES.items()
+            if props.get(prop) not in (None, '')}
 
 
 class API:
@@ -66,7 +76,8 @@ class API:
                flavor_ref: str, metadata: dict | None = None,
                host: str | None = None,
                availability_zone: str | None = None,
-               block_device_mapping: list[dict] | None = None
+               block_device_mapping: list[dict] | None = None,
+               scheduler_hints: dict | None = None
                ) -> models.Instance:
         """Checks everything before changing anything: a 400 leaves no
         instance and no attachment behind."""
@@ -77,12 +88,15 @@ class API:
             flavor = self.db.flavor_get(str(flavor_ref))
         except exception.FlavorNotFound as e:
             raise exception.InvalidInput(reason=e.format_message()) from e
+        image_sysmeta = {}
         if root is None:
             try:
-                image_id = self.image_service.get(image_ref)['id']
+                image = self.image_service.get(image_ref)
             except exception.ImageNotFound as e:
                 raise exception.InvalidInput(
                     reason=e.format_message()) from e
+            image_id = image['id']
+            image_sysmeta = _image_system_metadata(image)
         if host is not None:
             try:
                 self.db.compute_node_get(host)
@@ -99,12 +113,15 @@ class API:
                   'task_state': states.SCHEDULING,
                   'availability_zone': availability_zone}
         if root is None:
-            instance = self.db.instance_create(values, metadata=metadata)
+            instance = self.db.instance_create(
+                values, metadata=metadata,
+                system_metadata=image_sysmeta or None)
         else:
             instance = self._create_volume_backed(values, metadata, root)
         self.conductor.build_instance(
             context, instance.uuid,
-            {'requested_host': host, 'availability_zone': availability_zone})
+            {'requested_host': host, 'availability_zone': availability_zone,
+             'scheduler_hints': scheduler_hints or {}})
         return instance
 
     def _create_volume_backed(self, values: dict, metadata: dict | None,
@@ -155,10 +172,21 @@ class API:
                                states.POWERING_OFF)
         self.compute.stop_instance(context, instance.host, instance.uuid)
 
-    def shelve(self, context, instance_uuid: str) -> None:
+    def shelve(self, context, instance_uuid: str,
+               keep_memory: bool | None = None) -> None:
+        """``keep_memory`` True asks for a hibernate-shelve (see
+        compute/hibernate.py), False for a plain one whatever the defaults;
+        None leaves it to the image property and ``[shelve] keep_memory``."""
+        if keep_memory:
+            current = self.get(context, instance_uuid)
+            if volumes.is_volume_backed(current):
+                raise exception.Conflict(
+                    reason='instance %s is volume-backed: its memory cannot '
+                           'be kept on the storage group' % current.uuid)
         instance = self._begin(context, instance_uuid, 'shelve',
                                states.SHELVING)
-        self.compute.shelve_instance(context, instance.host, instance.uuid)
+        self.compute.shelve_instance(context, instance.host, instance.uuid,
+                                     keep_memory=keep_memory)
 
     def shelve_offload(self, context, instance_uuid: str) -> None:
         current = self.get(context, instance_uuid)
@@ -170,7 +198,7 @@ class API:
                        'its root volume stays in Cinder (no disk to upload)'
                        % current.uuid)
         if (current.vm_state == states.SHELVED_OFFLOADED and
-                current.system_metadata.get('shelved_disk') and
+                current.system_metadata.get(names.SHELVED_DISK) and
                 CONF.shelve.offload_mode == 'full'):
             # Escalation of a partial offload: upload the retained disk.
             self.db.instance_update(
@@ -214,7 +242,7 @@ class API:
             self.db.compute_node_get(host)
         except exception.ComputeHostNotFound as e:
             raise exception.InvalidInput(reason=e.format_message()) from e
-        group = instance.system_metadata.get('shelved_storage_group')
+        group = instance.system_metadata.get(names.SHELVED_STORAGE_GROUP)
         if group and host not in self.db.hosts_in_storage_group(group):
             raise exception.InvalidInput(
                 reason='host %s is not in storage group %s, which holds the '
@@ -250,12 +278,7 @@ class API:
         except Exception as e:
             LOG.exception('Deleting offloaded instance %s failed',
                           instance.uuid)
-            message = (e.format_message()
-                       if isinstance(e, exception.LifecycleException)
-                       else str(e) or type(e).__name__)
-            self.db.instance_fault_create(
-                instance.uuid, getattr(e, 'code', 500), message,
-                details=type(e).__name__)
-            self.db.instance_update(instance.uuid, {'task_state': None})
+            self.db.instance_update(instance.uuid, {'task_state': None},
+                                    fault=db_api.Fault.from_exception(e))
             return
         LOG.info('Offloaded instance %s deleted', instance.uuid)

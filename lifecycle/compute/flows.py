@@ -12,6 +12,7 @@ ComputeManager`; the store holds ``instance_uuid`` and, per flow, the few
 values the request carried.
 """
 
+import contextlib
 import dataclasses
 import os
 import types
@@ -21,15 +22,14 @@ from oslo_utils import timeutils
 
 from lifecycle import exception
 from lifecycle import states
+from lifecycle.compute import hibernate
 from lifecycle.compute import offload
 from lifecycle.compute import volumes
 from lifecycle.flows import engine as flow_engine
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
-SHELVED_KEYS = ('shelved_at', 'shelved_host', 'shelved_storage_group',
-                'shelved_disk', 'shelved_image_id')
-RETAINED_DISK_KEYS = ('shelved_storage_group', 'shelved_disk')
 
 
 def _disk_record(disk) -> dict:
@@ -137,12 +137,50 @@ class RecordShelved(_Task):
             {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
-            system_metadata={'shelved_at': timeutils.utcnow().isoformat(),
-                             'shelved_host': self.manager.host}))
+            system_metadata={names.SHELVED_AT: timeutils.utcnow().isoformat(),
+                             names.SHELVED_HOST: self.manager.host}))
 
 
 def shelve_flow(manager):
     return flow_engine.linear('shelve', manager, [PowerOff, RecordShelved])
+
+
+class SaveMemory(_Task):
+    """Hibernate: the running guest's memory to the group's storage (the
+    guest stops, its definition stays until the offload)."""
+    NAME = 'save_memory'
+    default_provides = 'memory_state'
+
+    def execute(self, instance_uuid: str) -> str | None:
+        return hibernate.save(self.manager, instance_uuid)
+
+
+class RecordHibernated(RecordShelved):
+    """Shelved, with the saved state's location in the same update."""
+    NAME = 'record_shelved'
+
+    def execute(self, instance_uuid: str, offload_now: bool,
+                memory_state: str | None) -> None:
+        instance = self.instance(instance_uuid)
+        next_task = states.SHELVING_OFFLOADING if offload_now else None
+        if (instance.vm_state == states.SHELVED and
+                instance.task_state == next_task):
+            return
+        sysmeta = {names.SHELVED_AT: timeutils.utcnow().isoformat(),
+                   names.SHELVED_HOST: self.manager.host}
+        if memory_state:
+            sysmeta[names.SHELVED_MEMORY_STATE] = memory_state
+        self.committed(self.manager.db.instance_update(
+            instance_uuid,
+            {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
+             'task_state': next_task},
+            expected_task_state=states.SHELVING, action='shelve',
+            system_metadata=sysmeta))
+
+
+def hibernate_shelve_flow(manager):
+    return flow_engine.linear('hibernate_shelve', manager, [
+        SaveMemory, RecordHibernated])
 
 
 # -- shelve offload (partial) -------------------------------------------------
@@ -160,10 +198,10 @@ class RecordRetainedDisk(_Task):
             expected_task_state=states.SHELVING_OFFLOADING,
             action='shelveOffload',
             system_metadata={
-                'shelved_host': manager.host,
-                'shelved_storage_group': manager.db.storage_group_of_host(
+                names.SHELVED_HOST: manager.host,
+                names.SHELVED_STORAGE_GROUP: manager.db.storage_group_of_host(
                     manager.host),
-                'shelved_disk': os.path.relpath(
+                names.SHELVED_DISK: os.path.relpath(
                     disk.path, manager.storage.instances_path)})
 
 
@@ -211,7 +249,7 @@ class ReserveRootVolume(_Task):
         self.manager.db.instance_update(
             instance_uuid, {}, expected_task_state=states.SHELVING_OFFLOADING,
             action='shelveOffload',
-            system_metadata={'shelved_host': self.manager.host})
+            system_metadata={names.SHELVED_HOST: self.manager.host})
 
 
 def shelve_offload_volume_flow(manager):
@@ -231,7 +269,7 @@ class UploadImage(_Task):
 
     def execute(self, instance_uuid: str) -> str:
         instance = self.instance(instance_uuid)
-        recorded = instance.system_metadata.get('shelved_image_id')
+        recorded = instance.system_metadata.get(names.SHELVED_IMAGE_ID)
         if recorded:
             return recorded
         offload.delete_unrecorded_images(self.manager.image_service,
@@ -258,13 +296,13 @@ class RecordImage(_Task):
             instance_uuid, {},
             expected_task_state=states.SHELVING_IMAGE_UPLOADING,
             action='shelveOffload',
-            system_metadata={'shelved_image_id': image_id})
+            system_metadata={names.SHELVED_IMAGE_ID: image_id})
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
         if self.manager.storage.exists(instance_uuid):
             self.manager.db.instance_update(
                 instance_uuid, {},
-                system_metadata={'shelved_image_id': None})
+                system_metadata={names.SHELVED_IMAGE_ID: None})
 
 
 class DeleteRetainedDisk(_Task):
@@ -272,6 +310,10 @@ class DeleteRetainedDisk(_Task):
     NAME = 'delete_retained_disk'
 
     def execute(self, instance_uuid: str, image_id: str) -> None:
+        if hibernate.recorded(self.instance(instance_uuid)):
+            LOG.warning('Instance %s: its saved memory state goes with its '
+                        'retained disk; it will boot cold from image %s',
+                        instance_uuid, image_id)
         freed = self.manager.storage.delete(instance_uuid)
         LOG.info('Instance %s fully offloaded to image %s; %d bytes of '
                  'retained disk freed', instance_uuid, image_id, freed)
@@ -284,13 +326,13 @@ class RecordFullOffload(_Task):
                 next_task_state: str | None) -> None:
         instance = self.instance(instance_uuid)
         if (instance.task_state == next_task_state and
-                not instance.system_metadata.get('shelved_disk')):
+                not instance.system_metadata.get(names.SHELVED_DISK)):
             return
         self.committed(self.manager.db.instance_update(
             instance_uuid, {'task_state': next_task_state},
             expected_task_state=states.SHELVING_IMAGE_UPLOADING,
             action='shelveOffload',
-            system_metadata=dict.fromkeys(RETAINED_DISK_KEYS)))
+            system_metadata=dict.fromkeys(names.RETAINED_DISK_KEYS)))
 
 
 def full_offload_flow(manager):
@@ -299,6 +341,43 @@ def full_offload_flow(manager):
 
 
 # -- unshelve -----------------------------------------------------------------
+
+class AcceptUnshelve(_Task):
+    """The durable "started" marker the conductor relies on: task_state
+    ``unshelving`` becomes ``spawning`` (as in Nova's unshelve), in one
+    conditional update that only succeeds while this host holds the
+    claim. A conductor whose call timed out takes the claim back only from
+    an instance still ``unshelving`` (one conditional update as well), so
+    exactly one of the two wins: either this host never starts the work
+    and the conductor tries the next host, or it has started and the
+    conductor waits for it, however long the disk takes. Reverted (the
+    unshelve failed here) by going back to ``unshelving``, which tells a
+    waiting conductor to try the next host."""
+    NAME = 'accept_unshelve'
+
+    def execute(self, instance_uuid: str) -> None:
+        manager = self.manager
+        instance = self.instance(instance_uuid)
+        if (instance.task_state == states.SPAWNING and
+                instance.claimed_host == manager.host):
+            return  # accepted by the interrupted run
+        manager.db.instance_update(
+            instance_uuid, {'task_state': states.SPAWNING},
+            expected_vm_state=[states.SHELVED_OFFLOADED],
+            expected_task_state=states.UNSHELVING,
+            expected_claimed_host=manager.host, action='unshelve')
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        # Only an accept of this host is undone; a failed accept (the
+        # claim went elsewhere) changes nothing.
+        with contextlib.suppress(exception.InstanceInvalidState,
+                                 exception.InstanceNotFound):
+            self.manager.db.instance_update(
+                instance_uuid, {'task_state': states.UNSHELVING},
+                expected_vm_state=[states.SHELVED_OFFLOADED],
+                expected_task_state=states.SPAWNING,
+                expected_claimed_host=self.manager.host, action='unshelve')
+
 
 class PrepareUnshelveDisk(_Task):
     """The retained disk, the root volume attached here, or a new root
@@ -321,10 +400,12 @@ class PrepareUnshelveDisk(_Task):
 
 
 class FinishUnshelve(_Task):
-    """Recorded only while this host still holds the claim: a conductor
-    that gave up waiting has released it, and then this guest must not run
-    (the revert of ``start_domain`` undefines it)."""
+    """Recorded only while this host still holds the claim in the task
+    this host moved the instance to (a claim taken back, by the stuck-task
+    check say, means this guest must not run: the revert of
+    ``start_domain`` undefines it)."""
     NAME = 'record_active'
+    TASK_STATE = states.SPAWNING
 
     def execute(self, instance_uuid: str) -> None:
         instance = self.instance(instance_uuid)
@@ -332,7 +413,8 @@ class FinishUnshelve(_Task):
                 instance.host == self.manager.host and
                 instance.task_state is None):
             return
-        self.committed(self.manager._finish_unshelve(instance_uuid))
+        self.committed(self.manager._finish_unshelve(
+            instance_uuid, self.TASK_STATE))
 
 
 class DeleteShelvedImage(_Task):
@@ -347,10 +429,41 @@ class DeleteShelvedImage(_Task):
                                                shelved_image_id)
 
 
+class ResumeDomain(StartDomain):
+    """The guest from its saved memory state when it has one (else, or
+    when the state is unusable, booted from its disk). Reverted by
+    undefining it; a guest that ran from its state has changed its disk,
+    so the state is discarded then."""
+    NAME = 'start_domain'
+
+    def execute(self, instance_uuid: str, root_disk: dict) -> str:
+        instance = self.instance(instance_uuid)
+        return hibernate.resume_or_boot(
+            self.manager, instance, self.manager._domain_spec(
+                instance, types.SimpleNamespace(**root_disk)))
+
+    def revert(self, instance_uuid: str, **kwargs) -> None:
+        manager = self.manager
+        ran = manager.driver.get_power_state(instance_uuid) == states.RUNNING
+        manager.driver.undefine(instance_uuid)
+        if ran and hibernate.recorded(self.instance(instance_uuid)):
+            hibernate.discard(manager, instance_uuid,
+                              'the guest ran from it; it no longer matches '
+                              'the disk')
+
+
+class DeleteMemoryState(_Task):
+    """Only once the guest runs and that is recorded."""
+    NAME = 'delete_memory_state'
+
+    def execute(self, instance_uuid: str) -> None:
+        hibernate.discard(self.manager, instance_uuid, 'unshelved')
+
+
 def unshelve_flow(manager):
     return flow_engine.linear('unshelve', manager, [
-        PrepareUnshelveDisk, StartDomain, FinishUnshelve,
-        DeleteShelvedImage])
+        AcceptUnshelve, PrepareUnshelveDisk, ResumeDomain, FinishUnshelve,
+        DeleteMemoryState, DeleteShelvedImage])
 
 
 class PowerOn(_Task):
@@ -361,6 +474,11 @@ class PowerOn(_Task):
 
     def execute(self, instance_uuid: str) -> None:
         manager = self.manager
+        instance = self.instance(instance_uuid)
+        if hibernate.recorded(instance):
+            hibernate.resume_or_boot(manager, instance, manager._domain_spec(
+                instance, manager.storage.disk_info(instance_uuid)))
+            return
         try:
             manager.driver.power_on(instance_uuid)
         except exception.DomainNotFound:
@@ -372,9 +490,15 @@ class PowerOn(_Task):
             manager.driver.spawn(manager._domain_spec(instance, disk))
 
 
+class FinishUnshelveShelved(FinishUnshelve):
+    """A shelved instance is unshelved by its own host, sent there by the
+    API with no conductor and no accept step."""
+    TASK_STATE = states.UNSHELVING
+
+
 def unshelve_shelved_flow(manager):
     return flow_engine.linear('unshelve_shelved', manager, [
-        PowerOn, FinishUnshelve])
+        PowerOn, FinishUnshelveShelved, DeleteMemoryState])
 
 
 # -- delete -------------------------------------------------------------------
@@ -421,6 +545,7 @@ def delete_flow(manager):
 FACTORIES = {
     'spawn': spawn_flow,
     'shelve': shelve_flow,
+    'hibernate_shelve': hibernate_shelve_flow,
     'shelve_offload': shelve_offload_flow,
     'shelve_offload_volume': shelve_offload_volume_flow,
     'full_offload': full_offload_flow,

@@ -22,6 +22,7 @@ undefined; the image id before the retained disk is deleted; task_state
 
 import contextlib
 import datetime
+import time
 
 import oslo_messaging as messaging
 from oslo_concurrency import lockutils
@@ -31,7 +32,9 @@ from oslo_utils import timeutils
 from lifecycle import exception
 from lifecycle import notifications
 from lifecycle import states
+from lifecycle import storage_groups
 from lifecycle.compute import flows
+from lifecycle.compute import hibernate
 from lifecycle.compute import volumes
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
@@ -39,11 +42,9 @@ from lifecycle.db import models
 from lifecycle.flows import engine as flow_engine
 from lifecycle.virt import domain_xml
 from lifecycle import volume
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
-
-SHELVED_KEYS = flows.SHELVED_KEYS
-RETAINED_DISK_KEYS = flows.RETAINED_DISK_KEYS
 
 
 def instance_lock(instance_uuid: str):
@@ -53,7 +54,7 @@ def instance_lock(instance_uuid: str):
 
 
 class ComputeManager:
-    target = messaging.Target(version='1.1')  # see compute/rpcapi.py
+    target = messaging.Target(version='1.2')  # see compute/rpcapi.py
 
     def __init__(self, host: str, db: db_api.Database, driver, storage,
                  image_service, *, vcpus: int, memory_mb: int,
@@ -74,6 +75,7 @@ class ComputeManager:
         # instance uuid -> the row the running flow's last update committed
         # (set and taken under the instance's lock).
         self.committed: dict = {}
+        self._next_storage_report = 0.0
 
     # -- service hooks ----------------------------------------------------
 
@@ -89,22 +91,36 @@ class ComputeManager:
         for book in self.flows.unfinished():
             instance_uuid = book.meta.get('instance_uuid')
             kind = book.meta.get('kind')
+            if kind == 'unshelve':
+                with instance_lock(instance_uuid):
+                    self._resume_unshelve(book, instance_uuid)
+                continue
             with (instance_lock(instance_uuid),
                   self._fault_on_error(
                       instance_uuid,
                       vm_state=states.ERROR if kind == 'spawn' else None)):
-                try:
-                    self.flows.resume(book, self)
-                except Exception:
-                    if kind == 'unshelve':
-                        # No conductor waits for this one any more: the
-                        # claim it took for this host goes back here.
-                        self.db.release_claim(instance_uuid,
-                                              only_host=self.host,
-                                              values={'host': None})
-                    raise
+                self.flows.resume(book, self)
             self.committed.pop(instance_uuid, None)
             self._continue_after(instance_uuid)
+
+    def _resume_unshelve(self, book, instance_uuid: str) -> None:
+        """A resumed unshelve that fails has gone back to ``unshelving``
+        with this host's claim (the revert of its accept). A conductor
+        still waiting for it may take the claim back and try the next host;
+        if none does, the claim goes back here. One conditional update
+        decides between the two, and only the winner ends the task."""
+        try:
+            self.flows.resume(book, self)
+        except Exception as e:
+            LOG.exception('Resumed unshelve of instance %s on %s failed',
+                          instance_uuid, self.host)
+            self.db.release_claim(
+                instance_uuid, only_host=self.host,
+                only_task_state=states.UNSHELVING,
+                values={'host': None, 'task_state': None},
+                fault=db_api.Fault.from_exception(e, host=self.host))
+        finally:
+            self.committed.pop(instance_uuid, None)
 
     def _continue_after(self, instance_uuid: str) -> None:
         try:
@@ -116,11 +132,33 @@ class ComputeManager:
             self.shelve_offload_instance(None, instance_uuid)
         elif (instance.vm_state == states.SHELVED_OFFLOADED and
               instance.task_state == states.SHELVING_IMAGE_UPLOADING and
-              instance.system_metadata.get('shelved_host') == self.host):
+              instance.system_metadata.get(names.SHELVED_HOST) == self.host):
             self.offload_retained_disk(None, instance_uuid)
 
     def report_capacity(self) -> None:
-        """Capacity and heartbeat; the scheduler skips silent hosts."""
+        """Capacity and heartbeat; the scheduler skips silent hosts. Every
+        ``[compute] storage_report_interval`` the storage report too."""
+        self._report_capacity()
+        interval = CONF.compute.storage_report_interval
+        now = time.monotonic()
+        if interval > 0 and now >= self._next_storage_report:
+            self._next_storage_report = now + interval
+            self.report_storage()
+
+    def report_storage(self) -> None:
+        """What this host sees of its storage group's storage, for the
+        conductor and API hosts that do not mount it (storage_groups.py).
+        A failure is logged and never stops the heartbeat."""
+        if self.storage.name == 'rbd':
+            return  # a Ceph group's storage is the pool, not a directory
+        try:
+            storage_groups.report(self.db, self.host,
+                                  self.storage.instances_path)
+        except Exception as e:  # the heartbeat goes on
+            LOG.warning('Cannot report the storage at %s of host %s: %s',
+                        self.storage.instances_path, self.host, e)
+
+    def _report_capacity(self) -> None:
         info = self.driver.get_host_capacity()
         self.db.compute_node_report(self.host, {
             'hypervisor_hostname': self.host,
@@ -141,7 +179,7 @@ class ComputeManager:
             seconds=CONF.shelved_offload_time)
         for instance in self.db.instance_get_all(
                 host=self.host, vm_states=[states.SHELVED]):
-            shelved_at = instance.system_metadata.get('shelved_at')
+            shelved_at = instance.system_metadata.get(names.SHELVED_AT)
             if (instance.task_state is not None or not shelved_at or
                     timeutils.parse_isotime(shelved_at).replace(
                         tzinfo=None) > cutoff):
@@ -169,18 +207,13 @@ class ComputeManager:
             yield
         except Exception as e:
             LOG.exception('Operation on instance %s failed', instance_uuid)
-            message = (e.format_message()
-                       if isinstance(e, exception.LifecycleException)
-                       else str(e) or type(e).__name__)
-            code = getattr(e, 'code', 500)
-            self.db.instance_fault_create(instance_uuid, code, message,
-                                          details=type(e).__name__,
-                                          host=self.host)
             values = {'task_state': None}
             if vm_state:
                 values['vm_state'] = vm_state
             with contextlib.suppress(exception.InstanceNotFound):
-                self.db.instance_update(instance_uuid, values)
+                self.db.instance_update(
+                    instance_uuid, values,
+                    fault=db_api.Fault.from_exception(e, host=self.host))
             if reraise:
                 raise
 
@@ -191,7 +224,8 @@ class ComputeManager:
             vcpus=instance.vcpus, memory_mb=instance.memory_mb,
             disk_path=disk.path, disk_format=disk.format, host=self.host,
             user_id=instance.user_id, project_id=instance.project_id,
-            flavor_name=instance.flavor_name)
+            flavor_name=instance.flavor_name,
+            boot=hibernate.kernel_boot(self, instance))
 
     def _power_off(self, instance_uuid: str, clean_shutdown: bool) -> None:
         # The driver logs when a guest ignores the clean shutdown request.
@@ -235,14 +269,25 @@ class ComputeManager:
                 expected_task_state=states.POWERING_OFF, action='stop')
 
     def shelve_instance(self, context, instance_uuid: str,
-                        clean_shutdown: bool = True) -> None:
+                        clean_shutdown: bool = True,
+                        keep_memory: bool | None = None) -> None:
+        """``keep_memory``: the request's choice of a hibernate-shelve
+        (None: the image's property or ``[shelve] keep_memory``)."""
         offload_now = CONF.shelved_offload_time == 0
         with (instance_lock(instance_uuid),
               self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve') as action):
-            self._run_flow('shelve', instance_uuid,
-                           clean_shutdown=clean_shutdown,
+            instance = self.db.instance_get(instance_uuid)
+            hibernating = hibernate.wanted(instance, keep_memory)
+            if hibernating and not hibernate.supported(self.storage,
+                                                       instance):
+                LOG.warning('Instance %s is shelved without its memory: '
+                            'its root disk is a volume or on Ceph RBD',
+                            instance_uuid)
+                hibernating = False
+            self._run_flow('hibernate_shelve' if hibernating else 'shelve',
+                           instance_uuid, clean_shutdown=clean_shutdown,
                            offload_now=offload_now)
             action.instance = self.committed.pop(instance_uuid, None)
         if offload_now:
@@ -305,13 +350,36 @@ class ComputeManager:
                     self._run_flow('unshelve_shelved', instance_uuid)
                     action.instance = self.committed.pop(instance_uuid, None)
                 return
-            with notifications.instance_action(self, context, instance_uuid,
-                                               'unshelve') as action:
-                self._run_flow('unshelve', instance_uuid,
-                               shelved_image_id=instance.system_metadata.get(
-                                   'shelved_image_id'))
-                action.instance = self.committed.pop(instance_uuid, None)
+            try:
+                with notifications.instance_action(
+                        self, context, instance_uuid, 'unshelve') as action:
+                    self._run_flow(
+                        'unshelve', instance_uuid,
+                        shelved_image_id=instance.system_metadata.get(
+                            names.SHELVED_IMAGE_ID))
+                    action.instance = self.committed.pop(instance_uuid, None)
+            except volume.InvalidVolume as e:
+                self._end_unshelve(instance_uuid, e)
+                return
             LOG.info('Instance %s unshelved on %s', instance_uuid, self.host)
+
+    def _end_unshelve(self, instance_uuid: str,
+                      error: volume.InvalidVolume) -> None:
+        """The root volume's export is one no host of this service can use
+        (unknown protocol, no monitor, Cinder refused the attachment): the
+        next host would fail the same way, so the unshelve ends here with
+        the fault, still offloaded (the flow's revert reserved the volume
+        again), as Nova's unshelve does. Re-raised when the conductor has
+        taken the claim back meanwhile."""
+        released = self.db.release_claim(
+            instance_uuid, only_host=self.host,
+            only_task_state=states.UNSHELVING,
+            values={'host': None, 'task_state': None},
+            fault=db_api.Fault.from_exception(error, host=self.host))
+        if released is None:
+            raise error
+        LOG.error('Unshelve of instance %s on %s ended: %s', instance_uuid,
+                  self.host, error.format_message())
 
     def terminate_instance(self, context, instance_uuid: str) -> None:
         with (instance_lock(instance_uuid),
@@ -336,10 +404,10 @@ class ComputeManager:
     def _unshelve_disk(self, instance: models.Instance):
         if volumes.is_volume_backed(instance):
             return self.root_volumes.attach(instance)
-        if instance.system_metadata.get('shelved_disk'):
+        if instance.system_metadata.get(names.SHELVED_DISK):
             return self.storage.disk_info(instance.uuid)
         return self._root_disk_from_image(
-            instance, instance.system_metadata.get('shelved_image_id'))
+            instance, instance.system_metadata.get(names.SHELVED_IMAGE_ID))
 
     def _reserve_again(self, instance_uuid: str) -> None:
         """After a failed unshelve here, the volume goes back to a reserved
@@ -347,7 +415,8 @@ class ComputeManager:
         try:
             self.root_volumes.reserve(
                 self.db.instance_get(instance_uuid),
-                expected_task_state=states.UNSHELVING, action='unshelve')
+                expected_task_state=[states.UNSHELVING, states.SPAWNING],
+                action='unshelve')
         except Exception:
             LOG.exception('Could not reserve the root volume of instance %s '
                           'again after a failed unshelve on %s',
@@ -375,18 +444,19 @@ class ComputeManager:
         return self.storage.create_root_disk(instance.uuid, image_id,
                                              instance.root_gb)
 
-    def _finish_unshelve(self, instance_uuid: str) -> models.Instance:
-        """Record the unshelve, only while this host still holds the claim:
-        a conductor that gave up waiting has released it, and then this
-        guest must not run."""
+    def _finish_unshelve(self, instance_uuid: str,
+                         task_state: str) -> models.Instance:
+        """Record the unshelve, only while this host still holds the claim
+        in ``task_state``: a claim taken back means this guest must not
+        run."""
         try:
             return self.db.instance_update(
                 instance_uuid,
                 {'vm_state': states.ACTIVE, 'task_state': None,
                  'power_state': states.RUNNING, 'host': self.host},
-                expected_task_state=states.UNSHELVING,
+                expected_task_state=task_state,
                 expected_claimed_host=self.host, action='unshelve',
-                system_metadata=dict.fromkeys(SHELVED_KEYS))
+                system_metadata=dict.fromkeys(names.SHELVED_KEYS))
         except exception.InstanceInvalidState:
             LOG.warning('Unshelve of instance %s on %s was given up by the '
                         'conductor; destroying the guest started here',

@@ -14,6 +14,7 @@ from oslo_log import log as logging
 from lifecycle.db import models
 from lifecycle.storage import base
 from lifecycle.storage import paths
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ def shelved_image_name(instance: models.Instance) -> str:
 
 def upload_retained_disk(storage: base.StorageBackend, image_service,
                          instance: models.Instance) -> dict:
-    """Upload the instance's root disk; returns the verified image."""
+    """Upload the instance's root disk; returns the verified image, which
+    belongs to the instance's project (as Nova's shelve snapshot): its
+    owner can see, boot and delete it, another project cannot."""
     storage.disk_info(instance.uuid)  # RetainedDiskNotFound before work
     # The backend reads its own disk (a file, or an RBD image for rbd).
     staging = storage.scratch_path(instance.uuid, UPLOAD_FILE)
@@ -39,8 +42,10 @@ def upload_retained_disk(storage: base.StorageBackend, image_service,
         return image_service.upload(
             shelved_image_name(instance), staging, 'qcow2',
             {'instance_uuid': instance.uuid,
+             names.IMAGE_SHELVED_INSTANCE: instance.uuid,
              'image_type': 'snapshot',
-             'base_image_ref': instance.image_ref or ''})
+             'base_image_ref': instance.image_ref or ''},
+            owner=instance.project_id)
     finally:
         paths.remove_quietly(staging)
 
@@ -50,7 +55,7 @@ def delete_unrecorded_images(image_service, instance: models.Instance) -> int:
     an upload that was interrupted (its id never reached the database).
     Called before a (resumed) upload, while the retained disk is still the
     instance's data; returns how many went."""
-    recorded = instance.system_metadata.get('shelved_image_id')
+    recorded = instance.system_metadata.get(names.SHELVED_IMAGE_ID)
     name = shelved_image_name(instance)
     deleted = 0
     for image in image_service.list(name=name):

@@ -93,18 +93,17 @@ class Reconciler:
                     instance.vm_state in _KEEPS_DOMAIN)
 
     def _mark_vanished(self, instance_uuid: str) -> bool:
+        message = ('The libvirt domain of this instance vanished from host '
+                   '%s.' % self.host)
         try:
             self.db.instance_update(
                 instance_uuid, {'vm_state': states.ERROR,
                                 'power_state': states.NOSTATE},
                 expected_vm_state=[states.ACTIVE], expected_task_state=None,
-                expected_claimed_host=self.host, action='reconcile')
+                expected_claimed_host=self.host, action='reconcile',
+                fault=db_api.Fault(500, message, details='DomainVanished',
+                                   host=self.host))
         except (exception.InstanceInvalidState, exception.InstanceNotFound):
             return False  # an operation started meanwhile
-        message = ('The libvirt domain of this instance vanished from host '
-                   '%s.' % self.host)
         LOG.error('Instance %s: %s', instance_uuid, message)
-        self.db.instance_fault_create(instance_uuid, 500, message,
-                                      details='DomainVanished',
-                                      host=self.host)
         return True

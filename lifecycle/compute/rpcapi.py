@@ -11,6 +11,7 @@ API version history:
   unshelve_instance, terminate_instance.
 * 1.1 - Add offload_retained_disk (full offload of a partially offloaded
   instance).
+* 1.2 - shelve_instance takes keep_memory (hibernate-shelve).
 """
 
 import oslo_messaging as messaging
@@ -21,7 +22,7 @@ TOPIC = 'lifecycle-compute'
 
 
 class ComputeAPI:
-    VERSION = '1.1'
+    VERSION = '1.2'
 
     def __init__(self, transport: messaging.Transport,
                  topic: str = TOPIC) -> None:
@@ -47,10 +48,16 @@ class ComputeAPI:
                             clean_shutdown=clean_shutdown)
 
     def shelve_instance(self, ctxt, host: str, instance_uuid: str,
-                        clean_shutdown: bool = True) -> None:
-        self._at(host).cast(ctxt, 'shelve_instance',
-                            instance_uuid=instance_uuid,
-                            clean_shutdown=clean_shutdown)
+                        clean_shutdown: bool = True,
+                        keep_memory: bool | None = None) -> None:
+        if keep_memory is None:
+            self._at(host).cast(ctxt, 'shelve_instance',
+                                instance_uuid=instance_uuid,
+                                clean_shutdown=clean_shutdown)
+            return
+        self.client.prepare(server=host, version='1.2').cast(
+            ctxt, 'shelve_instance', instance_uuid=instance_uuid,
+            clean_shutdown=clean_shutdown, keep_memory=keep_memory)
 
     def shelve_offload_instance(self, ctxt, host: str, instance_uuid: str,
                                 clean_shutdown: bool = True) -> None:

@@ -17,28 +17,31 @@ attachment goes through Nova's new-style (3.27+) states:
   the instance, so nothing else can take it while it is offloaded). The
   old id is kept under ``root_stale_attachment_id`` until its delete
   succeeded, so a crash in between leaves it for the next delete to find;
+* after an unshelve (or spawn) that failed once Cinder had exported the
+  volume here (an export this host cannot use), replaced the same way,
+  except that the never-completed attachment is deleted first: Cinder
+  takes no new attachment of a volume that is ``attaching``;
 * on delete, the attachment is deleted, then the volume if
   ``delete_on_termination``.
 
 No snapshot, no image and no retained disk ever exist for such an instance;
 the offload modes (partial, full) and their escalations do not apply.
 
-The compute host's connector is os-brick-like (host, ip, initiator,
-platform, os_type, multipath) but built from configuration: this service
-does not connect block devices itself. The domain's disk is the device
-os-brick's iSCSI connector would create (``/dev/disk/by-path/...``); a
-connection that names no target (Cinder's fake driver) gets a placeholder
-device name, which only libvirt's test driver (``test:///default``)
-accepts.
+The compute host's connector is os-brick's, and the export Cinder answers
+with becomes the domain's root disk in :mod:`lifecycle.volume.connector`:
+``rbd`` volumes as libvirt network disks (nothing on the host), iSCSI ones
+as host block devices connected by os-brick (through privsep). Order, as
+Nova's: the attachment gets the connector, the volume is connected, then
+the attachment is completed; the guest is gone before a volume is
+disconnected, and it is disconnected before its attachment is replaced or
+deleted.
 """
-
-import collections
 
 from oslo_log import log as logging
 
 from lifecycle import exception
 from lifecycle.conf import CONF
-from lifecycle import volume
+from lifecycle.volume import connector
 
 LOG = logging.getLogger(__name__)
 
@@ -46,8 +49,11 @@ ROOT_VOLUME_ID = 'root_volume_id'
 ROOT_ATTACHMENT_ID = 'root_attachment_id'
 DELETE_ON_TERMINATION = 'root_volume_delete_on_termination'
 STALE_ATTACHMENT_ID = 'root_stale_attachment_id'
+# Cinder's status of an attachment that has a connector but was never
+# completed.
+ATTACHING = 'attaching'
 
-VolumeDisk = collections.namedtuple('VolumeDisk', ['path', 'format'])
+VolumeDisk = connector.VolumeDisk
 
 
 def root_volume_id(instance) -> str | None:
@@ -62,15 +68,6 @@ def delete_on_termination(instance) -> bool:
     return instance.system_metadata.get(DELETE_ON_TERMINATION) == 'true'
 
 
-def connector(host: str) -> dict:
-    """What this compute host tells Cinder about itself (os-brick's
-    ``get_connector_properties`` keys)."""
-    return {'host': host, 'ip': CONF.cinder.connector_ip,
-            'initiator': '%s:%s' % (CONF.cinder.iscsi_initiator_prefix,
-                                    host),
-            'platform': 'x86_64', 'os_type': 'linux', 'multipath': False}
-
-
 def translate_connection_info(attachment: dict) -> dict:
     """Cinder's attachment API gives ``connection_info`` flattened; Nova's
     ``_translate_attachment_ref`` shape: ``driver_volume_type`` and
@@ -79,22 +76,6 @@ def translate_connection_info(attachment: dict) -> dict:
     flat.pop('attachment_id', None)
     driver_volume_type = flat.pop('driver_volume_type', None)
     return {'driver_volume_type': driver_volume_type, 'data': flat}
-
-
-def device_path(connection_info: dict, volume_id: str) -> str:
-    """The host block device of a connection, as os-brick names it."""
-    kind = connection_info.get('driver_volume_type')
-    data = connection_info.get('data') or {}
-    if kind != 'iscsi':
-        raise volume.InvalidVolume(
-            reason='volume %s is exported as %r; this service attaches '
-                   'iSCSI volumes only' % (volume_id, kind))
-    portal, iqn = data.get('target_portal'), data.get('target_iqn')
-    if portal and iqn:
-        return '/dev/disk/by-path/ip-%s-iscsi-%s-lun-%s' % (
-            portal, iqn, data.get('target_lun', 0))
-    # No target (Cinder's fake driver): nothing a real host could open.
-    return '/dev/disk/by-id/lifecycle-volume-%s' % volume_id
 
 
 class RootVolume:
@@ -111,15 +92,40 @@ class RootVolume:
         volume_id = root_volume_id(instance)
         attachment_id = instance.system_metadata.get(ROOT_ATTACHMENT_ID)
         if not attachment_id:
-            raise volume.VolumeAttachmentNotFound(attachment_id='(none)')
-        attachment = self.volume_api.attachment_update(attachment_id,
-                                                       connector(self.host))
+            raise exception.VolumeAttachmentNotFound(attachment_id='(none)')
+        attachment = self.volume_api.attachment_update(
+            attachment_id, connector.connector_properties(self.host))
+        # Connected before completed (Nova's order): a volume this host
+        # cannot use is never marked attached; the flow's revert reserves
+        # it again without connector.
+        disk = connector.connect(translate_connection_info(attachment),
+                                 volume_id, self.host)
         self.volume_api.attachment_complete(attachment_id)
-        path = device_path(translate_connection_info(attachment), volume_id)
         LOG.info('Volume %s of instance %s attached to %s (attachment %s, '
-                 'device %s)', volume_id, instance.uuid, self.host,
-                 attachment_id, path)
-        return VolumeDisk(path, 'raw')
+                 'disk %s)', volume_id, instance.uuid, self.host,
+                 attachment_id, disk.path)
+        return disk
+
+    def _attachment(self, attachment_id: str | None) -> dict | None:
+        if not attachment_id:
+            return None
+        try:
+            return self.volume_api.attachment_get(attachment_id)
+        except exception.VolumeAttachmentNotFound:
+            return None
+
+    def _disconnect(self, instance, attachment: dict | None) -> None:
+        if attachment is None:
+            return
+        info = translate_connection_info(attachment)
+        if info['driver_volume_type']:
+            connector.disconnect(info, root_volume_id(instance), self.host)
+
+    def disconnect(self, instance, attachment_id: str | None) -> None:
+        """Disconnect what ``attachment_id`` exported to this host (the
+        guest is gone); nothing for a reserved attachment without
+        connection, or one that is gone."""
+        self._disconnect(instance, self._attachment(attachment_id))
 
     def reserve(self, instance, *, expected_task_state: str | None,
                 action: str) -> str:
@@ -131,6 +137,31 @@ class RootVolume:
             # Left by an earlier attempt that failed after recording.
             self.volume_api.attachment_delete(stale)
         old = instance.system_metadata.get(ROOT_ATTACHMENT_ID)
+        attachment = self._attachment(old)
+        self._disconnect(instance, attachment)
+        old_gone = False
+        if attachment is not None and attachment.get('status') == ATTACHING:
+            # An attach that failed after Cinder exported the volume (this
+            # host could not use the export): the volume is "attaching",
+            # and while it is, Cinder refuses any new attachment of it
+            # (only "available" volumes, or "in-use"/"reserved" ones for
+            # the same instance, can be reserved). So the failed attachment
+            # goes first, which also ends the export to this host; the
+            # volume is "available" until the new reservation below. The
+            # instance stops naming it first (Cinder may ask the compute
+            # API whether the instance still uses it), keeping it as stale
+            # so that a failure from here on leaves it for the next
+            # reserve or delete.
+            self.db.instance_update(
+                instance.uuid, {}, expected_task_state=expected_task_state,
+                action=action,
+                system_metadata={ROOT_ATTACHMENT_ID: None,
+                                 STALE_ATTACHMENT_ID: old})
+            self.volume_api.attachment_delete(old)
+            old_gone = True
+            LOG.info('Attachment %s of volume %s (instance %s) never '
+                     'completed on %s; deleted before reserving again',
+                     old, volume_id, instance.uuid, self.host)
         new = self.volume_api.attachment_create(volume_id,
                                                 instance.uuid)['id']
         try:
@@ -138,12 +169,13 @@ class RootVolume:
                 instance.uuid, {}, expected_task_state=expected_task_state,
                 action=action,
                 system_metadata={ROOT_ATTACHMENT_ID: new,
-                                 STALE_ATTACHMENT_ID: old})
+                                 STALE_ATTACHMENT_ID: None if old_gone
+                                 else old})
         except Exception:
             # Not recorded: nobody would ever delete it.
             self.volume_api.attachment_delete(new)
             raise
-        if old:
+        if old and not old_gone:
             self.volume_api.attachment_delete(old)
             self.db.instance_update(
                 instance.uuid, {}, expected_task_state=expected_task_state,
@@ -159,6 +191,7 @@ class RootVolume:
         Repeatable: what is already gone is skipped."""
         volume_id = root_volume_id(instance)
         sysmeta = instance.system_metadata
+        self.disconnect(instance, sysmeta.get(ROOT_ATTACHMENT_ID))
         for key in (STALE_ATTACHMENT_ID, ROOT_ATTACHMENT_ID):
             attachment_id = sysmeta.get(key)
             if attachment_id and not self.volume_api.attachment_delete(

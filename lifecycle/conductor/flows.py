@@ -4,15 +4,17 @@ A conductor killed in the middle of a build or an unshelve resumes the flow
 when it starts again: the hosts chosen are persisted, a claim the instance
 already holds is the one used (claims are idempotent per host), and asking
 a compute host again to unshelve an instance it already runs is a no-op
-there. The owner of every task is the
-:class:`~lifecycle.conductor.manager.ConductorManager`.
+there. Every task gets the conductor's
+:class:`~lifecycle.conductor.placement.Placement` (database, scheduler,
+compute RPC) in its constructor.
 """
 
-import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from lifecycle import context as lc_context
+from lifecycle import names
 from lifecycle import states
+from lifecycle.conductor import placement as placement_mod
 from lifecycle.conf import CONF
 from lifecycle.flows import engine as flow_engine
 
@@ -20,9 +22,10 @@ LOG = logging.getLogger(__name__)
 
 
 class _Task(flow_engine.LifecycleTask):
-    @property
-    def conductor(self):
-        return self.owner
+    def __init__(self, flow_name: str,
+                 placement: placement_mod.Placement | None, **kwargs) -> None:
+        super().__init__(flow_name, placement, **kwargs)
+        self.placement = placement
 
     @staticmethod
     def context(request_context: dict | None):
@@ -38,8 +41,8 @@ class SelectDestinations(_Task):
     default_provides = 'candidates'
 
     def execute(self, instance_uuid: str, request_spec: dict) -> list[str]:
-        instance = self.conductor.db.instance_get(instance_uuid)
-        return list(self.conductor.scheduler.select_destinations(
+        instance = self.placement.db.instance_get(instance_uuid)
+        return list(self.placement.scheduler.select_destinations(
             instance, request_spec))
 
 
@@ -49,19 +52,19 @@ class ClaimAndBuild(_Task):
 
     def execute(self, instance_uuid: str, candidates: list[str],
                 request_context: dict | None) -> str | None:
-        conductor = self.conductor
-        instance = conductor.db.instance_get(instance_uuid)
+        placement = self.placement
+        instance = placement.db.instance_get(instance_uuid)
         if instance.task_state != states.SCHEDULING:
             # Handed to its host by the interrupted run.
             return instance.claimed_host
-        host = instance.claimed_host or conductor._claim_first_fit(
+        host = instance.claimed_host or placement.claim_first_fit(
             instance, candidates)
         if host is None:
             return None
-        conductor.db.instance_update(
+        placement.db.instance_update(
             instance_uuid, {'task_state': states.SPAWNING},
             expected_task_state=states.SCHEDULING, action='spawn')
-        conductor.compute.build_and_run_instance(
+        placement.compute.build_and_run_instance(
             self.context(request_context), host, instance_uuid)
         return host
 
@@ -73,67 +76,40 @@ class RecordNoHostForBuild(_Task):
                 host: str | None) -> None:
         if host is not None:
             return
-        conductor = self.conductor
-        instance = conductor.db.instance_get(instance_uuid)
+        placement = self.placement
+        instance = placement.db.instance_get(instance_uuid)
         if instance.task_state != states.SCHEDULING:
             return  # recorded by the interrupted run
-        conductor._no_valid_host(
+        placement.record_no_valid_host(
             instance_uuid,
-            conductor.scheduler.explain(instance, request_spec),
+            placement.scheduler.explain(instance, request_spec),
             {'vm_state': states.ERROR, 'task_state': None})
 
 
-def build_flow(conductor):
-    return flow_engine.linear('build', conductor, [
+def build_flow(placement: placement_mod.Placement | None):
+    return flow_engine.linear('build', placement, [
         SelectDestinations, ClaimAndBuild, RecordNoHostForBuild])
 
 
 class UnshelveOnCandidates(_Task):
-    """Claim a candidate and ask its compute host to unshelve; on failure
-    give the claim back and try the next. Returns the host, or None with
-    the reasons in the conductor's log and the flow's result."""
+    """See :meth:`~lifecycle.conductor.placement.Placement.
+    unshelve_on_candidates`."""
     NAME = 'unshelve_on_candidates'
     default_provides = ('host', 'failures')
 
     def execute(self, instance_uuid: str, request_spec: dict,
                 candidates: list[str], request_context: dict | None
                 ) -> tuple:
-        conductor = self.conductor
-        instance = conductor.db.instance_get(instance_uuid)
-        if instance.task_state != states.UNSHELVING:
-            return instance.host, []  # finished by the interrupted run
-        failures = []
-        order = list(candidates)
-        if instance.claimed_host:
-            # Claimed by the interrupted run: that host first (again).
-            order = [instance.claimed_host] + [
-                h for h in order if h != instance.claimed_host]
-        for host in order:
-            if conductor._claim_first_fit(instance, [host]) is None:
-                failures.append('%s: not enough free capacity' % host)
-                continue
-            try:
-                conductor.compute.unshelve_instance(
-                    self.context(request_context), host, instance_uuid,
-                    request_spec,
-                    timeout=CONF.rpc_response_timeout)
-                return host, failures
-            except messaging.MessagingTimeout:
-                conductor._give_up_on(instance_uuid, host)
-                return None, None  # recorded; not a "no valid host"
-            except Exception as e:  # the compute failed and cleaned up
-                LOG.warning('Unshelve of instance %s on %s failed, trying '
-                            'the next host: %s', instance_uuid, host, e)
-                conductor._count('compute_failures')
-                failures.append('%s: %s' % (host, e))
-                conductor.db.release_claim(instance_uuid)
-                conductor.db.instance_update(instance_uuid, {'host': None})
-        return None, failures
+        return self.placement.unshelve_on_candidates(
+            self.context(request_context), instance_uuid, request_spec,
+            candidates)
 
 
 class HandleNoHost(_Task):
-    """No candidate took it: a recorded NoValidHost, or the transfer out of
-    the storage group when ``[shelve] unshelve_fallback = transfer``."""
+    """No candidate took it: a recorded NoValidHost, or, when ``[shelve]
+    unshelve_fallback = transfer``, the transfer out of the storage group
+    and a placement on any host, in this task (one persisted flow: no
+    second flow started from inside this one)."""
     NAME = 'handle_no_host'
 
     def execute(self, instance_uuid: str, request_spec: dict,
@@ -141,27 +117,56 @@ class HandleNoHost(_Task):
                 request_context: dict | None) -> None:
         if host is not None or failures is None:
             return
-        conductor = self.conductor
-        instance = conductor.db.instance_get(instance_uuid)
+        placement = self.placement
+        instance = placement.db.instance_get(instance_uuid)
+        if instance.task_state == states.SHELVING_IMAGE_UPLOADING:
+            # Interrupted while a host uploads the disk: follow it.
+            hosts = placement.scheduler.hosts_reaching_disk(instance)
+            if not hosts or not placement.await_transfer(instance_uuid,
+                                                         hosts[0]):
+                return
+            self._place_anywhere(instance_uuid, request_spec,
+                                 request_context)
+            return
         if instance.task_state != states.UNSHELVING:
             return  # recorded by the interrupted run
-        reason = conductor.scheduler.explain(instance, request_spec)
+        reason = placement.scheduler.explain(instance, request_spec)
         if failures:
             reason = '%s Tried: %s.' % (reason, '; '.join(failures))
         if (CONF.shelve.unshelve_fallback == 'transfer' and
-                instance.system_metadata.get('shelved_disk') and
+                instance.system_metadata.get(names.SHELVED_DISK) and
                 not request_spec.get('requested_host')):
-            conductor._transfer_and_unshelve(self.context(request_context),
-                                             instance, request_spec, reason)
+            if placement.transfer_out_of_group(
+                    self.context(request_context), instance, reason):
+                self._place_anywhere(instance_uuid, request_spec,
+                                     request_context)
             return
-        conductor._no_valid_host(instance_uuid, reason,
-                                 {'task_state': None, 'host': None})
+        placement.record_no_valid_host(instance_uuid, reason,
+                                       {'task_state': None, 'host': None})
+
+    def _place_anywhere(self, instance_uuid: str, request_spec: dict,
+                        request_context: dict | None) -> None:
+        """The disk is an image now: any host may unshelve it."""
+        placement = self.placement
+        instance = placement.db.instance_get(instance_uuid)
+        candidates = list(placement.scheduler.select_destinations(
+            instance, request_spec))
+        host, failures = placement.unshelve_on_candidates(
+            self.context(request_context), instance_uuid, request_spec,
+            candidates)
+        if host is not None or failures is None:
+            return
+        reason = placement.scheduler.explain(
+            placement.db.instance_get(instance_uuid), request_spec)
+        if failures:
+            reason = '%s Tried: %s.' % (reason, '; '.join(failures))
+        placement.record_no_valid_host(instance_uuid, reason,
+                                       {'task_state': None, 'host': None})
 
 
-def unshelve_flow(conductor):
-    return flow_engine.linear('conductor_unshelve', conductor, [
+def unshelve_flow(placement: placement_mod.Placement | None):
+    return flow_engine.linear('conductor_unshelve', placement, [
         SelectDestinations, UnshelveOnCandidates, HandleNoHost])
 
 
 FACTORIES = {'build': build_flow, 'unshelve': unshelve_flow}
-

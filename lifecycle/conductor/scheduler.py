@@ -39,6 +39,7 @@ from filters import weighers
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import models
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
@@ -217,11 +218,15 @@ class Scheduler:
     def request_spec(instance: models.Instance,
                      request: dict) -> host_state.RequestSpec:
         sysmeta = instance.system_metadata
-        hints = {}
-        if sysmeta.get('shelved_storage_group'):
-            hints['storage_group'] = [sysmeta['shelved_storage_group']]
-        if sysmeta.get('shelved_host'):
-            hints['shelved_host'] = [sysmeta['shelved_host']]
+        # The user's hints (server create), as Nova keeps them: lists.
+        hints = {key: value if isinstance(value, list) else [value]
+                 for key, value in
+                 (request.get('scheduler_hints') or {}).items()}
+        if sysmeta.get(names.SHELVED_STORAGE_GROUP):
+            hints[names.HINT_STORAGE_GROUP] = [
+                sysmeta[names.SHELVED_STORAGE_GROUP]]
+        if sysmeta.get(names.SHELVED_HOST):
+            hints[names.HINT_SHELVED_HOST] = [sysmeta[names.SHELVED_HOST]]
         return host_state.RequestSpec(
             instance_uuid=instance.uuid,
             flavor=host_state.Flavor(vcpus=instance.vcpus,
@@ -234,11 +239,11 @@ class Scheduler:
                     request: dict) -> list[host_state.HostState]:
         sysmeta = instance.system_metadata
         pinned = request.get('requested_host')
-        if (not pinned and sysmeta.get('shelved_disk') and
-                not sysmeta.get('shelved_storage_group')):
+        if (not pinned and sysmeta.get(names.SHELVED_DISK) and
+                not sysmeta.get(names.SHELVED_STORAGE_GROUP)):
             # A disk outside any storage group is seen by its host only.
-            pinned = sysmeta.get('shelved_host')
-        group = sysmeta.get('shelved_storage_group')
+            pinned = sysmeta.get(names.SHELVED_HOST)
+        group = sysmeta.get(names.SHELVED_STORAGE_GROUP)
         if pinned:
             states = self.up_host_states_of(hosts=[pinned])
         elif group:
@@ -252,6 +257,14 @@ class Scheduler:
             states = [s for s in states if any(
                 a.metadata.get('availability_zone') == zone
                 for a in s.aggregates)]
+        # same_host/different_host hints, resolved by the API to the hosts
+        # of the servers they name (Nova's SameHost/DifferentHostFilter).
+        hints = request.get('scheduler_hints') or {}
+        if 'same_host' in hints:
+            states = [s for s in states if s.host in hints['same_host']]
+        if 'different_host' in hints:
+            states = [s for s in states
+                      if s.host not in hints['different_host']]
         return states
 
     def select_destinations(self, instance: models.Instance,
@@ -267,7 +280,7 @@ class Scheduler:
 
     def explain(self, instance: models.Instance, request: dict) -> str:
         """Why no host fits, for the instance fault."""
-        group = instance.system_metadata.get('shelved_storage_group')
+        group = instance.system_metadata.get(names.SHELVED_STORAGE_GROUP)
         parts = ['%d vCPU and %d MiB RAM needed' % (instance.vcpus,
                                                    instance.memory_mb)]
         if group:
@@ -282,11 +295,11 @@ class Scheduler:
     def hosts_reaching_disk(self, instance: models.Instance) -> list[str]:
         """Up hosts that see the instance's retained disk, original first."""
         sysmeta = instance.system_metadata
-        group = sysmeta.get('shelved_storage_group')
+        group = sysmeta.get(names.SHELVED_STORAGE_GROUP)
         hosts = (self.db.hosts_in_storage_group(group) if group
-                 else [sysmeta.get('shelved_host')])
+                 else [sysmeta.get(names.SHELVED_HOST)])
         up = {s.host for s in self.up_host_states_of(
             hosts=[h for h in hosts if h])}
         hosts = [h for h in hosts if h in up]
-        original = sysmeta.get('shelved_host')
+        original = sysmeta.get(names.SHELVED_HOST)
         return sorted(hosts, key=lambda h: h != original)

@@ -50,20 +50,26 @@ def end_stuck_tasks(db: db_api.Database, flows: flow_engine.FlowRunner,
 def _end(db: db_api.Database, instance, timeout: int) -> bool:
     task = instance.task_state
     values = _RELEASES_CLAIM.get(task, {'task_state': None})
-    try:
-        # The claim (if any) and the state in one conditional update; the
-        # task_state condition lets a late-starting operation win.
-        if (task not in _RELEASES_CLAIM or db.release_claim(
-                instance.uuid, only_task_state=task,
-                values=values) is None):
-            db.instance_update(instance.uuid, values,
-                               expected_task_state=task, action=task)
-    except (exception.InstanceInvalidState, exception.InstanceNotFound):
-        return False  # it moved on meanwhile
+    if task == states.SPAWNING and (
+            instance.vm_state == states.SHELVED_OFFLOADED):
+        # An unshelve a host accepted (compute/flows.py AcceptUnshelve):
+        # the instance stays offloaded, not in error as a failed build.
+        values = _UNSHELVE
     message = ('Task %s ended: no service worked on it for %d s (its '
                'request was lost); the instance is back in %s.' %
                (task, timeout, values.get('vm_state', instance.vm_state)))
+    fault = db_api.Fault(500, message, details='StuckTask')
+    try:
+        # The claim (if any), the state and the fault in one conditional
+        # update; the task_state condition lets a late-starting operation
+        # win.
+        if (task not in _RELEASES_CLAIM or db.release_claim(
+                instance.uuid, only_task_state=task,
+                values=values, fault=fault) is None):
+            db.instance_update(instance.uuid, values,
+                               expected_task_state=task, action=task,
+                               fault=fault)
+    except (exception.InstanceInvalidState, exception.InstanceNotFound):
+        return False  # it moved on meanwhile
     LOG.warning('Instance %s: %s', instance.uuid, message)
-    db.instance_fault_create(instance.uuid, 500, message,
-                             details='StuckTask')
     return True

@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from lifecycle import exception
+
 aio_group = cfg.OptGroup('aio', title='All-in-one service options')
 
 aio_opts = [
@@ -50,6 +52,10 @@ Related options: ``[database] connection``, ``[image] local_dir``.
 ]
 
 
+_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz'
+                        'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-')
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(aio_group)
     conf.register_opts(aio_opts, group=aio_group)
@@ -57,3 +63,22 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def list_opts():
     return {aio_group.name: aio_opts}
+
+
+def parse_hosts(entries: list[str]) -> dict[str, str]:
+    """``[aio] hosts`` as {host: storage_group}, validated: the group name
+    becomes a directory name, so it may not carry path syntax."""
+    hosts: dict[str, str] = {}
+    for entry in entries:
+        host, sep, group = entry.strip().partition(':')
+        for name in (host, group):
+            if (not sep or not name or name in ('.', '..') or
+                    not set(name) <= _NAME_CHARS):
+                raise exception.InvalidConfiguration(
+                    reason='[aio] hosts entry %r is not HOST:GROUP with '
+                           'names of letters, digits, ".", "_", "-"' % entry)
+        if host in hosts:
+            raise exception.InvalidConfiguration(
+                reason='[aio] hosts names %s twice' % host)
+        hosts[host] = group
+    return hosts

@@ -41,12 +41,9 @@ use python-cinderclient's own ``noauth`` plugin, which sends the token
     endpoint = http://127.0.0.1:8776/v3
 """
 
-import copy
-
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from lifecycle.conf import glance as glance_conf
+from lifecycle.conf import ksa
 
 DEFAULT_SERVICE_TYPE = 'block-storage'
 
@@ -55,8 +52,8 @@ cinder_group = cfg.OptGroup('cinder',
                             help="""
 How to reach Cinder for volume-backed instances (root disk on a Cinder
 volume): the keystoneauth1 session, auth and adapter options as in Nova's
-``[cinder]`` section, and what this service's compute hosts tell Cinder
-about themselves (their connector). Leave ``auth_type`` and
+``[cinder]`` section (what compute hosts tell Cinder about themselves, and
+how they attach the volumes, is ``[volume]``). Leave ``auth_type`` and
 ``endpoint_override`` unset to run without Cinder: a server create that asks
 for a volume is then refused.
 """)
@@ -75,27 +72,6 @@ nobody records.
 
 Possible values: 0 (no retry) or a positive integer.
 """),
-    cfg.StrOpt('connector_ip',
-               default='127.0.0.1',
-               help="""
-The IP address a compute host gives Cinder in its connector (os-brick's
-``ip``), where the storage back end exports volumes to. Nova takes it from
-``[DEFAULT] my_ip``.
-
-Possible values: an IPv4 or IPv6 address of the compute host on the storage
-network.
-"""),
-    cfg.StrOpt('iscsi_initiator_prefix',
-               default='iqn.2010-10.org.openstack',
-               help="""
-The compute host's iSCSI initiator name in its connector is this prefix,
-``:`` and the host name (os-brick reads the real one from
-``/etc/iscsi/initiatorname.iscsi``; this service does not attach block
-devices itself).
-
-Possible values: an iSCSI qualified name prefix
-(``iqn.YYYY-MM.reverse.domain``).
-"""),
     cfg.IntOpt('volume_status_timeout',
                default=60,
                min=1,
@@ -109,68 +85,21 @@ Possible values: a positive number of seconds.
 """),
 ]
 
-# "Possible values" for keystoneauth1's options (the project's rule, see
-# lifecycle/conf/glance.py): Glance's texts, with the Cinder-specific ones.
-_KSA_VALUES = dict(
-    glance_conf._KSA_VALUES,
-    service_type='a service type of the service-types authority; '
-                 '``block-storage`` (aliases ``volumev3``, ``volume``) for '
-                 'Cinder.',
-    endpoint_override='an http(s) URL of the Cinder v3 API, e.g. '
-                      '``http://cinder.example.org:8776/v3`` or, for a '
-                      'noauth Cinder, ``http://127.0.0.1:8776/v3``; unset '
-                      'looks the endpoint up in the Keystone catalog.',
-    version='a major API version such as ``3``; unset accepts the '
-            'discovered one.',
-    min_version='a major API version such as ``3``.',
-    max_version='a major API version such as ``3``, or ``latest``.')
-
-
-def _documented(opts: list[cfg.Opt]) -> list[cfg.Opt]:
-    """Copies of keystoneauth1's ``opts`` with "Possible values" added."""
-    out = []
-    for opt in opts:
-        opt = copy.deepcopy(opt)
-        if not (isinstance(opt, cfg.BoolOpt) or
-                getattr(opt.type, 'choices', None)):
-            text = _KSA_VALUES.get(opt.dest,
-                                   'a Keystone name or ID, or unset.')
-            if 'Possible values' not in (opt.help or ''):
-                opt.help = '%s\n\nPossible values: %s' % (
-                    (opt.help or '').rstrip(), text)
-        out.append(opt)
-    return out
-
-
-def _adapter_opts() -> list[cfg.Opt]:
-    opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
-    cfg.set_defaults(opts, valid_interfaces=['internal', 'public'],
-                     service_type=DEFAULT_SERVICE_TYPE)
-    return opts
+# "Possible values" of the keystoneauth1 options that differ for Cinder.
+_KSA_VALUES = ksa.service_values(
+    '``block-storage`` (aliases ``volumev3``, ``volume``) for Cinder.',
+    'an http(s) URL of the Cinder v3 API, e.g. '
+    '``http://cinder.example.org:8776/v3`` or, for a noauth Cinder, '
+    '``http://127.0.0.1:8776/v3``', '3')
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    # A new OptGroup per ConfigOpts, for the reason given in
-    # lifecycle/conf/glance.py (auth plugins register their options into
-    # the group when loaded).
-    conf.register_group(cfg.OptGroup(cinder_group.name,
-                                     title=cinder_group.title,
-                                     help=cinder_group.help))
+    ksa.register_group(conf, cinder_group)
     conf.register_opts(cinder_opts, group=cinder_group.name)
-    ks_loading.register_session_conf_options(conf, cinder_group.name)
-    ks_loading.register_auth_conf_options(conf, cinder_group.name)
-    ks_loading.register_adapter_conf_options(conf, cinder_group.name,
-                                             include_deprecated=False)
-    conf.set_default('service_type', DEFAULT_SERVICE_TYPE,
-                     group=cinder_group.name)
-    conf.set_default('valid_interfaces', ['internal', 'public'],
-                     group=cinder_group.name)
+    ksa.register_client_opts(conf, cinder_group.name, DEFAULT_SERVICE_TYPE)
 
 
 def list_opts():
     return {cinder_group.name: (
         cinder_opts
-        + _documented(ks_loading.get_session_conf_options())
-        + _documented(ks_loading.get_auth_common_conf_options())
-        + _documented(ks_loading.get_auth_plugin_conf_options('password'))
-        + _documented(_adapter_opts()))}
+        + ksa.list_client_opts(DEFAULT_SERVICE_TYPE, _KSA_VALUES))}

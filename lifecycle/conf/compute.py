@@ -25,9 +25,15 @@ Related options: ``ram_allocation_ratio``, ``reserved_host_memory_mb``.
                default=0,
                min=0,
                help="""
-Memory in MiB kept back for the host itself, as Nova's option.
+Memory in MiB kept back for the host itself (its operating system, libvirt,
+QEMU's overhead): subtracted from ``memory_mb`` before the allocation ratio,
+as Nova's option of the same name. Unlike Nova's (512), the default is 0,
+because ``memory_mb`` or ``[aio] host_memory_mb`` usually states the memory
+offered to guests already; a host that offers what libvirt reports
+(``memory_mb = 0``) should set it, as Nova's default does, to 512 or more.
 
-Possible values: 0 or a positive integer.
+Possible values: 0 or a positive integer, below the host's memory.
+Related options: ``memory_mb``, ``ram_allocation_ratio``.
 """),
     cfg.FloatOpt('cpu_allocation_ratio',
                  default=4.0,
@@ -53,6 +59,25 @@ Seconds between a compute host's capacity reports and heartbeats.
 
 Possible values: a positive number of seconds.
 Related options: ``service_down_time``.
+"""),
+    cfg.IntOpt('storage_report_interval',
+               default=60,
+               min=0,
+               help="""
+Seconds between a compute host's reports of what it sees of its storage
+group's storage (file system size and free space, the allocated bytes of the
+storage directory and of each retained disk), sent with the heartbeat. The
+conductor's watermark escalation and ``GET /os-storage-groups`` use the
+freshest report of a live host of the group when their own host does not
+mount the group's storage; a report older than three intervals is not used.
+Each report walks the group's storage directory. Set the same value on the
+conductor and API hosts, which read it to judge a report's age.
+
+Possible values: 0 (never report: the usage of a group whose storage the
+conductor cannot see is unknown and its watermarks are not applied) or a
+number of seconds.
+Related options: ``report_interval``, ``service_down_time``,
+``[shelve] storage_high_watermark``.
 """),
     cfg.IntOpt('reconcile_interval',
                default=60,

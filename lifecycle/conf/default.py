@@ -28,8 +28,8 @@ Time in seconds before a shelved instance is offloaded (Nova's meaning).
 Possible values:
 
 * 0: offload at once on shelve.
-* -1 (or any negative value): never offload automatically; the instance stays
-  ``shelved`` with its resources claimed until ``shelveOffload``.
+* -1: never offload automatically; the instance stays ``shelved`` with its
+  resources claimed until ``shelveOffload``. Values below -1 are refused.
 * a positive number: stay ``shelved`` for that long; a periodic task offloads.
 
 Related options:

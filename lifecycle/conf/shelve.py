@@ -67,13 +67,34 @@ Related options: ``offload_mode``.
                default=3600,
                min=1,
                help="""
-Seconds the conductor waits for a compute host to upload a retained disk when
-``unshelve_fallback = transfer`` moves an instance out of its full storage
-group.
+Longest time in seconds the conductor waits for a compute host to move a
+disk: the upload of a retained disk when ``unshelve_fallback = transfer``
+moves an instance out of its full storage group, and an unshelve a host has
+accepted (``spawning``; from an image after a full offload, a download). The
+conductor follows the work in the database after ``rpc_response_timeout``,
+and stops waiting earlier when the host stops reporting; the host finishes
+or reverts the work itself.
 
-Possible values: a positive number of seconds, enough to upload the largest
-root disk to the image service.
-Related options: ``unshelve_fallback``.
+Possible values: a positive number of seconds, enough to move the largest
+root disk to or from the image service.
+Related options: ``unshelve_fallback``, ``[DEFAULT] rpc_response_timeout``.
+"""),
+    cfg.BoolOpt('keep_memory',
+                default=False,
+                help="""
+Whether a shelve keeps the guest's memory (hibernate-shelve) when neither
+the request (``{"shelve": {"lifecycle:keep_memory": ...}}``) nor the
+server's image (property ``lifecycle_keep_memory``) says. The memory is
+saved with libvirt's save next to the retained disk on the storage group's
+storage, and an unshelve on any host of the group resumes the guest from it
+instead of booting it. Costs a file about the size of the guest's RAM
+(less when libvirt's ``save_image_format`` in qemu.conf compresses it) in
+the group's storage while shelved.
+
+Possible values: true, false. Servers with a root volume, and storage
+groups on Ceph RBD, are always shelved without their memory.
+Related options: ``offload_mode`` (a full offload discards the memory
+state), ``[DEFAULT] shelved_offload_time``.
 """),
     cfg.IntOpt('escalation_interval',
                default=600,

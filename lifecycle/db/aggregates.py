@@ -9,6 +9,7 @@ from sqlalchemy import orm
 from lifecycle import exception
 from lifecycle import storage_groups
 from lifecycle.db import models
+from lifecycle import names
 
 
 class AggregatesMixin:
@@ -111,11 +112,11 @@ class AggregatesMixin:
             sa.select(sa.func.count()).select_from(inst)
             .join(group_meta, sa.and_(
                 group_meta.instance_uuid == inst.uuid,
-                group_meta.key == 'shelved_storage_group',
+                group_meta.key == names.SHELVED_STORAGE_GROUP,
                 group_meta.value == group))
             .join(disk_meta, sa.and_(
                 disk_meta.instance_uuid == inst.uuid,
-                disk_meta.key == 'shelved_disk',
+                disk_meta.key == names.SHELVED_DISK,
                 disk_meta.value.is_not(None), disk_meta.value != ''))
             .where(inst.deleted_at.is_(None))) or 0
 
@@ -130,7 +131,8 @@ class AggregatesMixin:
         members = set(session.execute(
             sa.select(agg_host.aggregate_id, agg_host.host)
             .join(meta, meta.aggregate_id == agg_host.aggregate_id)
-            .where(meta.key == 'storage_group', meta.value == group)))
+            .where(meta.key == names.AGGREGATE_STORAGE_GROUP,
+                   meta.value == group)))
         remaining = {host for agg_id, host in members
                      if (agg_id, host) not in leaving}
         if remaining:
@@ -183,7 +185,7 @@ class AggregatesMixin:
                                       hosts: Iterable[str]) -> None:
         """Each host may be in one storage group only."""
         for host, other, other_id in self._metadata_of_hosts(
-                session, 'storage_group', hosts, aggregate_id):
+                session, names.AGGREGATE_STORAGE_GROUP, hosts, aggregate_id):
             if other != group:
                 raise exception.HostInOtherStorageGroup(
                     host=host, group=other, aggregate_id=other_id)
@@ -346,7 +348,7 @@ class AggregatesMixin:
                         aggregate_id=aggregate_id,
                         reason=self._az_move_reason('added to', old_az,
                                                     new_az, count))
-            group = metadata.get('storage_group')
+            group = metadata.get(names.AGGREGATE_STORAGE_GROUP)
             if group is not None:
                 self._check_storage_group_of_hosts(session, aggregate_id,
                                                    group, [host])
@@ -389,7 +391,7 @@ class AggregatesMixin:
                         aggregate_id=aggregate_id,
                         reason=self._az_move_reason(
                             'removed from', current_az, new_az, count))
-            group = metadata.get('storage_group')
+            group = metadata.get(names.AGGREGATE_STORAGE_GROUP)
             if group is not None:
                 self._check_group_keeps_a_host(
                     session, group, {(aggregate_id, host)},
@@ -472,7 +474,7 @@ class AggregatesMixin:
                 .join(models.AggregateHost,
                       models.AggregateHost.aggregate_id == meta.aggregate_id)
                 .where(models.AggregateHost.host == host,
-                       meta.key == 'storage_group')))
+                       meta.key == names.AGGREGATE_STORAGE_GROUP)))
         if len(groups) > 1:
             raise exception.InvalidConfiguration(
                 reason='host %s is in several storage groups: %s' %
@@ -486,14 +488,16 @@ class AggregatesMixin:
                 sa.select(models.AggregateHost.host)
                 .join(meta, models.AggregateHost.aggregate_id ==
                       meta.aggregate_id)
-                .where(meta.key == 'storage_group', meta.value == group))))
+                .where(meta.key == names.AGGREGATE_STORAGE_GROUP,
+                       meta.value == group))))
 
     def storage_group_names(self) -> list[str]:
         """Every ``storage_group`` named by an aggregate."""
         meta = models.AggregateMetadata
         with self.session() as session:
             return sorted(set(session.scalars(
-                sa.select(meta.value).where(meta.key == 'storage_group'))))
+                sa.select(meta.value).where(
+                    meta.key == names.AGGREGATE_STORAGE_GROUP))))
 
     def storage_group_retained_disks(self, group: str | None = None
                                      ) -> list[tuple[str, str]]:
@@ -505,11 +509,11 @@ class AggregatesMixin:
         query = (sa.select(inst.uuid, group_meta.value)
                  .join(group_meta, sa.and_(
                      group_meta.instance_uuid == inst.uuid,
-                     group_meta.key == 'shelved_storage_group',
+                     group_meta.key == names.SHELVED_STORAGE_GROUP,
                      group_meta.value.is_not(None), group_meta.value != ''))
                  .join(disk_meta, sa.and_(
                      disk_meta.instance_uuid == inst.uuid,
-                     disk_meta.key == 'shelved_disk',
+                     disk_meta.key == names.SHELVED_DISK,
                      disk_meta.value.is_not(None), disk_meta.value != ''))
                  .where(inst.deleted_at.is_(None))
                  .order_by(inst.uuid))

@@ -27,6 +27,8 @@ from lifecycle.db import instances
 
 
 READONLY = 'lifecycle_readonly'
+# The fault value the query methods take (``fault=``) and record.
+Fault = instances.Fault
 
 
 def _create_sqlite_engine(url: str) -> sa.Engine:
@@ -38,7 +40,8 @@ def _create_sqlite_engine(url: str) -> sa.Engine:
     SQLite engine emits its own plain BEGIN, so this engine is SQLAlchemy's,
     with oslo.db's exception translation added.
     """
-    engine = sa.create_engine(url, connect_args={'timeout': 30})
+    engine = sa.create_engine(url, connect_args={'timeout': 30},
+                              **_sqlite_pool_options())
 
     @sa.event.listens_for(engine, 'connect')
     def _connect(dbapi_connection, _record):
@@ -64,6 +67,46 @@ def _create_sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _pool_options() -> dict:
+    """oslo.db's ``[database]`` engine options (pool size, overflow,
+    timeouts, recycling, SQL mode, debugging), as oslo.db's own enginefacade
+    passes them; values not set keep oslo.db's defaults."""
+    from lifecycle.conf import CONF  # the db package is also used bare
+
+    db = CONF.database
+    names = {'max_pool_size': 'max_pool_size',
+             'max_overflow': 'max_overflow',
+             'pool_timeout': 'pool_timeout',
+             'connection_recycle_time': 'connection_recycle_time',
+             'mysql_sql_mode': 'mysql_sql_mode',
+             'mysql_wsrep_sync_wait': 'mysql_wsrep_sync_wait',
+             'connection_debug': 'connection_debug',
+             'connection_trace': 'connection_trace',
+             'max_retries': 'max_retries',
+             'retry_interval': 'retry_interval',
+             'connection_parameters': 'connection_parameters'}
+    options = {}
+    for kwarg, opt in names.items():
+        value = getattr(db, opt, None)
+        if value is not None:
+            options[kwarg] = value
+    return options
+
+
+def _sqlite_pool_options() -> dict:
+    """``[database]`` pool size and overflow for SQLite too (SQLAlchemy's
+    own default is 5 + 10): the all-in-one runs every host's workers, the
+    conductor and the API in one process on one engine, and with 15
+    connections a burst of a few hundred operations waited out the 30 s
+    pool timeout and failed. Writers still queue on SQLite's write lock
+    (``BEGIN IMMEDIATE``, 30 s busy timeout); a connection is a file
+    handle."""
+    options = _pool_options()
+    return {'pool_size': options.get('max_pool_size', 5),
+            'max_overflow': options.get('max_overflow', 50),
+            'pool_timeout': options.get('pool_timeout', 30)}
+
+
 class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
                instances.InstancesMixin):
     """Transactions and queries over one database URL."""
@@ -73,7 +116,9 @@ class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
         if url.startswith('sqlite'):
             self.engine = _create_sqlite_engine(url)
         else:
-            self.engine = engines.create_engine(url, **engine_kwargs)
+            kwargs = _pool_options()
+            kwargs.update(engine_kwargs)
+            self.engine = engines.create_engine(url, **kwargs)
         self._sessionmaker = orm.sessionmaker(bind=self.engine,
                                               expire_on_commit=False)
         self._reader_sessionmaker = orm.sessionmaker(

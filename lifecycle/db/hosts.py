@@ -9,6 +9,8 @@ from oslo_db import exception as db_exc
 from sqlalchemy import orm
 
 from lifecycle import exception
+from lifecycle import names
+from lifecycle.db import instances
 from lifecycle.db import models
 
 
@@ -61,6 +63,37 @@ class HostsMixin:
                 for key, value in values.items():
                     setattr(node, key, value)
         return node
+
+    def compute_node_report_storage(self, host: str, values: dict) -> None:
+        """Record what ``host`` measured of its storage group's storage
+        (``storage_*`` columns; ``storage_reported_at`` is set here)."""
+        node = models.ComputeNode
+        values = dict(values, storage_reported_at=models.utcnow())
+        with self.session() as session:
+            session.execute(sa.update(node).where(node.host == host)
+                            .values(**values))
+
+    def storage_group_report(self, group: str, *,
+                             up_since: datetime.datetime,
+                             reported_since: datetime.datetime
+                             ) -> models.ComputeNode | None:
+        """The freshest storage report of a host of ``group`` that is up
+        (heartbeat at or after ``up_since``) and reported at or after
+        ``reported_since``; None when there is none."""
+        node = models.ComputeNode
+        meta = models.AggregateMetadata
+        with self.session(readonly=True) as session:
+            return session.scalars(
+                sa.select(node).where(
+                    node.host.in_(
+                        sa.select(models.AggregateHost.host)
+                        .join(meta, models.AggregateHost.aggregate_id ==
+                              meta.aggregate_id)
+                        .where(meta.key == names.AGGREGATE_STORAGE_GROUP,
+                               meta.value == group)),
+                    node.last_seen_at >= up_since,
+                    node.storage_reported_at >= reported_since)
+                .order_by(node.storage_reported_at.desc())).first()
 
     def compute_node_get(self, host: str) -> models.ComputeNode:
         with self.session(readonly=True) as session:
@@ -131,7 +164,7 @@ class HostsMixin:
                 sa.select(models.AggregateHost.host)
                 .join(meta, models.AggregateHost.aggregate_id ==
                       meta.aggregate_id)
-                .where(meta.key == 'storage_group',
+                .where(meta.key == names.AGGREGATE_STORAGE_GROUP,
                        meta.value == storage_group)))
         if up_since is not None:
             query = query.where(node.disabled.is_(False),
@@ -229,13 +262,15 @@ class HostsMixin:
     def release_claim(self, instance_uuid: str, *,
                       only_host: str | None = None,
                       only_task_state: str | None = None,
-                      values: dict | None = None) -> str | None:
+                      values: dict | None = None,
+                      fault: instances.Fault | None = None) -> str | None:
         """Give back the instance's claim, exactly once. Returns the host
         it was on, or None when the instance held no claim.
 
         ``only_host``/``only_task_state`` make the release conditional on
         the instance still holding that claim in that task (checked in the
-        same UPDATE); ``values`` are written to the instance with it.
+        same UPDATE); ``values`` are written to the instance and ``fault``
+        recorded with it, only when the release happens.
         """
         node = models.ComputeNode
         inst = models.Instance
@@ -261,5 +296,7 @@ class HostsMixin:
                 .values(vcpus_used=node.vcpus_used - row.vcpus,
                         memory_mb_used=node.memory_mb_used - row.memory_mb,
                         running_vms=node.running_vms - 1))
+            if fault is not None:
+                session.add(fault.row(instance_uuid))
         return row.claimed_host
 

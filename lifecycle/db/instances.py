@@ -1,5 +1,6 @@
 """Instances, their metadata and faults."""
 
+import dataclasses
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -9,6 +10,33 @@ from lifecycle import exception
 from lifecycle.db import models
 
 _UNSET = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """A fault to record, alone or with the state change that ends a task
+    (then in the same transaction: whoever sees the task ended sees why)."""
+
+    code: int
+    message: str
+    details: str | None = None
+    host: str | None = None
+
+    @classmethod
+    def from_exception(cls, error: BaseException,
+                       host: str | None = None) -> 'Fault':
+        """As Nova's ``add_instance_fault_from_exc``: the error's code
+        (500 when it has none), its user-facing message, its class name."""
+        message = (error.format_message()
+                   if isinstance(error, exception.LifecycleException)
+                   else str(error) or type(error).__name__)
+        return cls(getattr(error, 'code', 500), message,
+                   details=type(error).__name__, host=host)
+
+    def row(self, instance_uuid: str) -> models.InstanceFault:
+        return models.InstanceFault(
+            instance_uuid=instance_uuid, code=self.code,
+            message=self.message[:255], details=self.details, host=self.host)
 
 
 class InstancesMixin:
@@ -82,13 +110,15 @@ class InstancesMixin:
                         expected_task_state=_UNSET,
                         expected_claimed_host: str | None = None,
                         system_metadata: dict | None = None,
+                        fault: Fault | None = None,
                         action: str = 'update') -> models.Instance:
         """Update an instance, optionally only if its states are as expected.
 
         The expectations are part of the UPDATE's WHERE clause, so of two
         racing requests exactly one wins; the loser gets
         InstanceInvalidState (409) and nothing changes. ``system_metadata``
-        sets keys (a value of None deletes the key) in the same transaction.
+        sets keys (a value of None deletes the key) and ``fault`` is
+        recorded in the same transaction.
         """
         inst = models.Instance
         values = dict(values)
@@ -127,6 +157,8 @@ class InstancesMixin:
                     state=state)
             for key, value in (system_metadata or {}).items():
                 self._set_system_metadata(session, instance_uuid, key, value)
+            if fault is not None:
+                session.add(fault.row(instance_uuid))
             session.flush()
             # Read back in the same transaction: the row exactly as this
             # update left it, not as a later request may have changed it.
@@ -147,10 +179,12 @@ class InstancesMixin:
     def instance_fault_create(self, instance_uuid: str, code: int,
                               message: str, details: str | None = None,
                               host: str | None = None) -> None:
+        self.instance_fault_add(instance_uuid,
+                                Fault(code, message, details, host))
+
+    def instance_fault_add(self, instance_uuid: str, fault: Fault) -> None:
         with self.session() as session:
-            session.add(models.InstanceFault(
-                instance_uuid=instance_uuid, code=code, message=message[:255],
-                details=details, host=host))
+            session.add(fault.row(instance_uuid))
 
     def instance_mark_deleted(self, instance_uuid: str) -> None:
         """Soft-delete, as Nova: the row stays for audit until purged."""

@@ -70,6 +70,19 @@ class ComputeNode(TimestampMixin, Base):
     disabled: orm.Mapped[bool] = orm.mapped_column(default=False)
     last_seen_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         sa.DateTime)
+    # What the host sees of its storage group's storage (migration 0003;
+    # lifecycle/storage_groups.py): for the deployments whose conductor and
+    # API hosts do not mount it. ``storage_disk_bytes`` is a JSON object,
+    # instance uuid -> allocated bytes of its retained disk.
+    storage_capacity_bytes: orm.Mapped[int | None] = orm.mapped_column(
+        sa.BigInteger)
+    storage_free_bytes: orm.Mapped[int | None] = orm.mapped_column(
+        sa.BigInteger)
+    storage_used_bytes: orm.Mapped[int | None] = orm.mapped_column(
+        sa.BigInteger)
+    storage_disk_bytes: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    storage_reported_at: orm.Mapped[datetime.datetime | None] = (
+        orm.mapped_column(sa.DateTime))
 
 
 class Aggregate(TimestampMixin, Base):

@@ -157,7 +157,7 @@ class FlowRunner:
     def _destroy(self, book_uuid: str) -> None:
         try:
             self._call('destroy_logbook', book_uuid)
-        except Exception:  # noqa: BLE001 - only leaves a finished record
+        except Exception:  # only leaves a finished record
             LOG.warning('Could not remove the finished flow record %s',
                         book_uuid, exc_info=True)
 

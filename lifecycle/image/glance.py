@@ -35,13 +35,13 @@ from collections.abc import Callable, Iterable
 import glanceclient
 from glanceclient.common import utils as glance_utils
 from glanceclient import exc as glance_exc
-from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_log import log as logging
 import requests
 
+from lifecycle import context as lc_context
 from lifecycle import exception
+from lifecycle import ksa_client
 from lifecycle.conf import CONF
 from lifecycle.storage import images
 from lifecycle.storage import paths
@@ -53,8 +53,6 @@ API_VERSION = '2'
 CHUNK_SIZE = 1 << 20
 MiB = 1 << 20
 UPLOAD_HASH_ALGO = 'sha512'  # Glance's default [DEFAULT] hashing_algorithm
-MAX_RETRY_DELAY = 30
-_RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
 
 # Fields of Glance's image schema; every other key is an image property.
 CORE_FIELDS = frozenset({
@@ -67,20 +65,15 @@ CORE_FIELDS = frozenset({
 
 def _is_retriable(error: BaseException) -> bool:
     """A failure of the connection or of the server, worth another try."""
-    if isinstance(error, (glance_exc.CommunicationError,
-                          glance_exc.InvalidEndpoint,
-                          ks_exc.ConnectionError,
-                          # raised while the body streams (requests wraps
-                          # urllib3's errors in these)
-                          requests.exceptions.ConnectionError,
-                          requests.exceptions.ChunkedEncodingError,
-                          ConnectionError)):
-        return True
-    return getattr(error, 'code', None) in _RETRIABLE_STATUS
+    return ksa_client.is_transient(error, (
+        glance_exc.CommunicationError, glance_exc.InvalidEndpoint,
+        # raised while the body streams (requests wraps urllib3's errors
+        # in these)
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError))
 
 
-def _describe(error: BaseException) -> str:
-    return '%s: %s' % (type(error).__name__, error)
+_describe = ksa_client.describe
 
 
 def _to_dict(image) -> dict:
@@ -176,6 +169,7 @@ class GlanceImageService:
         self._lock = threading.Lock()
         self._transport: tuple | None = None
         self._clients: dict[bool, object] = {}
+        self._given_client = client
         if client is not None:
             self._clients = {True: client, False: client}
 
@@ -188,41 +182,38 @@ class GlanceImageService:
         type, interfaces, region of the adapter options).
         """
         conf = self.conf
-        auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-        session = ks_loading.load_session_from_conf_options(conf, GROUP,
-                                                            auth=auth)
-        adapter = ks_loading.load_adapter_from_conf_options(
-            conf, GROUP, session=session, auth=auth)
-        try:
-            endpoint = adapter.get_endpoint()
-        except ks_exc.ClientException as e:
-            raise exception.ImageServiceError(
-                what='endpoint discovery', reason=_describe(e)) from e
+        transport = ksa_client.load_transport(conf, GROUP)
+        session, auth, adapter = transport
+        endpoint = ksa_client.find_endpoint(
+            transport, lambda reason: exception.ImageServiceError(
+                what='endpoint discovery', reason=reason))
         if not endpoint:
-            raise exception.InvalidConfiguration(
-                reason='no image service endpoint: set [glance] '
-                       'endpoint_override, or the auth options and a '
-                       'catalog with an "%s" service'
-                       % conf[GROUP].service_type)
+            raise exception.InvalidConfiguration(reason=ksa_client.no_endpoint(
+                GROUP, conf[GROUP].service_type, 'image service'))
         # glanceclient adds /v2/... itself: an endpoint ending in /v2 would
         # double it.
         endpoint, _version = glance_utils.strip_version(endpoint)
         LOG.debug('Glance endpoint %s', endpoint)
         return session, auth, adapter, endpoint
 
-    def _build_client(self, retries: bool):
-        """A glanceclient v2 client on the shared keystoneauth1 session.
+    def _build_client(self, retries: bool, user_auth=None,
+                      global_request_id: str | None = None):
+        """A glanceclient v2 client on the shared keystoneauth1 session,
+        authenticated as the service or, with ``user_auth``, as the caller.
 
         The upload client (``retries=False``) never lets keystoneauth1
         resend a request: a streamed body cannot be replayed.
         """
-        if self._transport is None:
-            self._transport = self._load_transport()
+        with self._lock:
+            if self._transport is None:
+                self._transport = self._load_transport()
         session, auth, adapter, endpoint = self._transport
-        kwargs = {'session': session, 'auth': auth,
+        kwargs = {'session': session, 'auth': user_auth or auth,
                   'endpoint_override': endpoint,
                   'interface': adapter.interface,
                   'region_name': adapter.region_name}
+        if global_request_id:
+            kwargs['global_request_id'] = global_request_id
         if retries:
             kwargs.update(
                 connect_retries=adapter.connect_retries,
@@ -235,36 +226,38 @@ class GlanceImageService:
         return glanceclient.Client(API_VERSION, **kwargs)
 
     def _client(self, retries: bool = True):
+        """The client for this call: as the caller of the current request
+        (its token, plus a service token with ``[service_user]``, and its
+        global request id), as Nova calls Glance; as the service otherwise
+        (a client given to the constructor is always used)."""
+        if self._given_client is None:
+            user_auth, global_id = lc_context.caller_auth(self.conf)
+            if user_auth is not None or global_id:
+                return self._build_client(retries, user_auth, global_id)
         with self._lock:
             client = self._clients.get(retries)
-            if client is None:
-                client = self._clients[retries] = self._build_client(retries)
-            return client
+        if client is None:
+            client = self._build_client(retries)
+            with self._lock:
+                client = self._clients.setdefault(retries, client)
+        return client
 
     def _call(self, what: str, func: Callable, *args, **kwargs):
         """``func(client, ...)`` with ``[glance] num_retries`` retries of
         connection and 5xx failures. A 404 is raised as glanceclient's
         HTTPNotFound for the caller to name; other failures as
         ImageServiceError."""
-        attempts = self.conf[GROUP].num_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return func(self._client(), *args, **kwargs)
-            except glance_exc.HTTPNotFound:
-                raise
-            except Exception as e:
-                if not _is_retriable(e) or attempt == attempts:
-                    if isinstance(e, exception.LifecycleException):
-                        raise
-                    raise exception.ImageServiceError(
-                        what=what, reason=_describe(e)) from e
-                delay = min(2 ** (attempt - 1), MAX_RETRY_DELAY)
-                LOG.warning('Image service request %(what)s failed '
-                            '(attempt %(n)d of %(max)d), retrying in '
-                            '%(delay)d s: %(err)s',
-                            {'what': what, 'n': attempt, 'max': attempts,
-                             'delay': delay, 'err': _describe(e)})
-                time.sleep(delay)
+        try:
+            return ksa_client.call_with_retries(
+                'Image service', what, self.conf[GROUP].num_retries + 1,
+                lambda: func(self._client(), *args, **kwargs),
+                lambda e: (_is_retriable(e) and
+                           not isinstance(e, glance_exc.HTTPNotFound)))
+        except (glance_exc.HTTPNotFound, exception.LifecycleException):
+            raise
+        except Exception as e:
+            raise exception.ImageServiceError(
+                what=what, reason=_describe(e)) from e
 
     @staticmethod
     def _canonical(image_id: str) -> str:
@@ -330,29 +323,24 @@ class GlanceImageService:
             raise exception.ImageFetchError(
                 image_id=image_id, reason='Glance records no checksum for '
                                           'it; unverifiable data is not used')
-        attempts = self.conf[GROUP].num_retries + 1
-        for attempt in range(1, attempts + 1):
+        def download() -> None:
             try:
                 self._download_once(meta, algo, expected, dest_path)
-                return
-            except Exception as e:
+            except Exception:
                 paths.remove_quietly(dest_path)
-                if not _is_retriable(e) or attempt == attempts:
-                    if isinstance(e, exception.ImageFetchError):
-                        raise
-                    if isinstance(e, glance_exc.HTTPNotFound):
-                        raise exception.ImageFetchError(
-                            image_id=image_id,
-                            reason='the image data is gone') from e
-                    raise exception.ImageFetchError(
-                        image_id=image_id, reason=_describe(e)) from e
-                delay = min(2 ** (attempt - 1), MAX_RETRY_DELAY)
-                LOG.warning('Download of image %(id)s failed (attempt %(n)d '
-                            'of %(max)d), restarting in %(delay)d s: '
-                            '%(err)s', {'id': image_id, 'n': attempt,
-                                        'max': attempts, 'delay': delay,
-                                        'err': _describe(e)})
-                time.sleep(delay)
+                raise
+        try:
+            ksa_client.call_with_retries(
+                'Image service', 'download of image %s' % image_id,
+                self.conf[GROUP].num_retries + 1, download, _is_retriable)
+        except exception.ImageFetchError:
+            raise
+        except glance_exc.HTTPNotFound as e:
+            raise exception.ImageFetchError(
+                image_id=image_id, reason='the image data is gone') from e
+        except Exception as e:
+            raise exception.ImageFetchError(
+                image_id=image_id, reason=_describe(e)) from e
 
     def _download_once(self, meta: dict, algo: str, expected: str,
                        dest_path: str) -> None:
@@ -429,18 +417,24 @@ class GlanceImageService:
 
     def upload(self, name: str, src_path: str, disk_format: str,
                properties: dict | None = None,
-               container_format: str = 'bare') -> dict:
+               container_format: str = 'bare',
+               owner: str | None = None) -> dict:
         """Stream ``src_path`` into a new image; return it once verified.
 
-        The image record is created with ``properties`` (string values),
-        the data streamed from the file, and the image read back: it must be
-        ``active`` with the size, md5 ``checksum`` and multihash of the data
-        sent. Otherwise (or on any error, Glance dying included) the image
-        is deleted -- if Glance still answers -- and ImageUploadFailed is
-        raised with its id, so a leftover can be cleaned up later; such a
-        leftover is never ``active``.
+        The image record is created with ``properties`` (string values) and,
+        when given, ``owner``: the project the image belongs to (Glance lets
+        an admin or the service create an image for another project; Nova's
+        shelve snapshot belongs to the instance's project, not to the
+        service's). The data is streamed from the file and the image read
+        back: it must be ``active`` with the size, md5 ``checksum`` and
+        multihash of the data sent. Otherwise (or on any error, Glance dying
+        included) the image is deleted -- if Glance still answers -- and
+        ImageUploadFailed is raised with its id, so a leftover can be cleaned
+        up later; such a leftover is never ``active``.
         """
         properties = dict(properties or {})
+        if owner:
+            properties['owner'] = owner
         with open(src_path, 'rb') as f:
             size = os.fstat(f.fileno()).st_size
             try:

@@ -145,15 +145,18 @@ class LocalImageService:
                   {'id': image_id, 'dest': dest_path, 'size': size})
 
     def upload(self, name: str, src_path: str, disk_format: str,
-               properties: dict | None = None) -> dict:
+               properties: dict | None = None,
+               owner: str | None = None) -> dict:
         """Store ``src_path`` as a new image, as GlanceImageService.upload:
         the copy's checksums are computed while copying and the image is
-        listed only once complete."""
-        return self.create(name, src_path, disk_format, properties)
+        listed only once complete; ``owner`` is recorded as the image's."""
+        return self.create(name, src_path, disk_format, properties,
+                           owner=owner)
 
     def create(self, name: str, src_path: str,
                disk_format: str | None = None,
-               properties: dict | None = None) -> dict:
+               properties: dict | None = None,
+               owner: str | None = None) -> dict:
         """Register a copy of ``src_path`` as a new active image.
 
         The copy's format is detected with ``qemu-img info`` and must be raw
@@ -183,6 +186,8 @@ class LocalImageService:
             'protected': False, 'created_at': now, 'updated_at': now,
             'properties': dict(properties or {}),
         }
+        if owner:
+            meta['owner'] = owner
         try:
             paths.write_json_atomic(meta_path, meta)
         except Exception:

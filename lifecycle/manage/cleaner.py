@@ -4,10 +4,17 @@ import time
 
 from lifecycle import exception
 from lifecycle import states
+from lifecycle.db import api as db_api
 from lifecycle.manage import disks
+from lifecycle.manage import findings
 from lifecycle.manage import images as images_mod
+from lifecycle.manage import ownership
 from lifecycle.manage import rbd_audit
 from lifecycle.storage import paths
+
+
+#: (action, bytes reclaimed, detail) of one finding's cleanup.
+Outcome = tuple[str, int, str]
 
 
 class Cleaner:
@@ -17,44 +24,64 @@ class Cleaner:
         self.audit = audit
         self.deployment = audit.deployment
         self.db = audit.db
+        self._handlers = {
+            findings.ORPHAN_DOMAIN: self._orphan_domain,
+            findings.ORPHAN_DISK: self._orphan_disk,
+            findings.UNUSED_BASE: self._unused_base,
+            findings.STALE_METADATA: self._stale_metadata,
+            findings.MISSING_DISK: self._missing_disk,
+            findings.LEFTOVER_IMAGE: self._leftover_image,
+            findings.ORPHAN_MEMORY_STATE: self._orphan_memory_state,
+        }
 
-    def apply(self, finding: disks.Finding) -> tuple[str, int, str]:
+    def apply(self, finding: findings.Finding) -> Outcome:
         """(action, bytes reclaimed, detail) for one finding."""
-        if (finding.category in rbd_audit.CATEGORIES or
-                finding.extra.get('_rbd')):
+        if finding.backend == findings.RBD:
             return rbd_audit.cleanup(self, finding)
-        handler = getattr(self, '_' + finding.category.replace('-', '_'))
-        return handler(finding)
+        return self._handlers[finding.category](finding)
 
-    def _orphan_domain(self, finding: disks.Finding) -> tuple[str, int, str]:
-        if self.audit._live_uuids([finding.resource]):
+    def _orphan_domain(self, finding: findings.Finding) -> Outcome:
+        if self.audit.live_uuids([finding.resource]):
             return 'skipped', 0, 'the instance exists now'
         self.deployment.driver.undefine(finding.resource)
         return 'undefined', 0, 'domain of host %s undefined' % finding.host
 
-    def _orphan_disk(self, finding: disks.Finding) -> tuple[str, int, str]:
-        if self.audit._live_uuids([finding.resource]):
+    def _orphan_disk(self, finding: findings.Finding) -> Outcome:
+        if self.audit.live_uuids([finding.resource]):
             return 'skipped', 0, 'the instance exists now'
+        if not (self.audit.deleted_at([finding.resource]) or
+                ownership.our_disk_info(finding.path)):
+            return 'skipped', 0, "not this project's directory"
         freed = paths.remove_tree(finding.storage.path, finding.path)
         return 'removed', freed, 'instance directory removed'
 
-    def _unused_base(self, finding: disks.Finding) -> tuple[str, int, str]:
+    def _orphan_memory_state(self, finding: findings.Finding) -> Outcome:
+        try:
+            instance = self.db.instance_get(finding.resource)
+        except exception.InstanceNotFound as e:
+            return 'skipped', 0, e.format_message()
+        if not self.audit.memory_state_orphaned(instance, finding.path):
+            return 'skipped', 0, 'recorded or in use now'
+        freed = paths.remove_tree(finding.storage.path, finding.path)
+        return 'removed', freed, 'memory state file removed'
+
+    def _unused_base(self, finding: findings.Finding) -> Outcome:
         backend = self.deployment.backend(finding.storage.path)
         base = finding.path
         oldest = time.time() - self.audit.base_min_age.total_seconds()
         # The lock creating a disk from this base takes: no disk can be
         # created from it while we look and remove.
-        with backend._base_lock(base):
+        with backend.base_lock(base):
             if base not in backend.list_bases():
                 return 'skipped', 0, 'already gone'
-            if disks._mtime(base) > oldest:
+            if findings.mtime(base) > oldest:
                 return 'skipped', 0, 'used again since the audit'
             if base in backend.referenced_bases():
                 return 'skipped', 0, 'a disk uses it now'
             freed = paths.remove_tree(finding.storage.path, base)
         return 'removed', freed, 'base image removed'
 
-    def _stale_metadata(self, finding: disks.Finding) -> tuple[str, int, str]:
+    def _stale_metadata(self, finding: findings.Finding) -> Outcome:
         try:
             self.db.instance_update(
                 finding.resource, {},
@@ -66,34 +93,37 @@ class Cleaner:
             return 'skipped', 0, e.format_message()
         return 'keys deleted', 0, ', '.join(finding.extra['keys'])
 
-    def _missing_disk(self, finding: disks.Finding) -> tuple[str, int, str]:
+    def _missing_disk(self, finding: findings.Finding) -> Outcome:
         try:
             instance = self.db.instance_get(finding.resource)
-            path = self.audit._retained_path(instance, finding.storage)
+            path = self.audit.retained_path(instance, finding.storage)
         except exception.InstanceNotFound as e:
             return 'skipped', 0, e.format_message()
         except (exception.UnsafePath, KeyError):
             path = None
-        if path is not None and disks._regular_file(path):
+        if path is not None and findings.regular_file(path):
             return 'skipped', 0, 'the disk is there now'
+        return self.record_missing_disk(finding)
+
+    def record_missing_disk(self, finding: findings.Finding) -> Outcome:
+        """The instance whose retained disk is gone goes to ``error`` with
+        a fault saying where the disk was (any storage backend)."""
         message = ('Retained root disk missing: %s (found by '
                    'lifecycle-manage disks cleanup)' % finding.detail)
+        fault = db_api.Fault(404, message, details=(
+            'location %s in storage group %s' % (
+                finding.extra.get('location'), finding.group)))
         try:
             self.db.instance_update(
                 finding.resource, {'vm_state': states.ERROR},
                 expected_vm_state=[states.SHELVED_OFFLOADED],
-                expected_task_state=None, action='cleanup')
+                expected_task_state=None, action='cleanup', fault=fault)
         except (exception.InstanceInvalidState,
                 exception.InstanceNotFound) as e:
             return 'skipped', 0, e.format_message()
-        self.db.instance_fault_create(
-            finding.resource, 404, message,
-            details='location %s in storage group %s' % (
-                finding.extra.get('location'), finding.group))
         return 'set to error', 0, 'vm_state error, fault recorded'
 
-    def _leftover_image(self, finding: disks.Finding
-                        ) -> tuple[str, int, str]:
+    def _leftover_image(self, finding: findings.Finding) -> Outcome:
         try:
             image = self.audit.images.get(finding.resource)
         except exception.ImageNotFound:

@@ -31,8 +31,7 @@ from oslo_log import log as logging
 
 from lifecycle import exception
 from lifecycle import storage as storage_backends
-from lifecycle.cmd import aio as aio_cmd
-from lifecycle.conf import rbd as rbd_conf
+from lifecycle.conf import aio as aio_conf
 from lifecycle.db import api as db_api
 from lifecycle.db import migration
 from lifecycle.manage import CommandFailed
@@ -82,6 +81,14 @@ def database_url(conf: cfg.ConfigOpts, must_exist: bool = True) -> str:
     raise UsageError('[database] connection is not set')
 
 
+def require_schema(db: db_api.Database) -> None:
+    """CommandFailed unless ``db`` has the project's schema."""
+    if migration.current_version(db) is None:
+        db.dispose()
+        raise CommandFailed('the database %s has no schema: run '
+                            '"lifecycle-manage db sync" first' % db.url)
+
+
 class Deployment:
     """The scope of a command, read from the configuration."""
 
@@ -91,13 +98,10 @@ class Deployment:
         self.db = db_api.Database(database_url(conf))
         self._driver: virt_driver.LibvirtDriver | None = None
         self._storages: list[Storage] | None = None
-        if migration.current_version(self.db) is None:
-            raise CommandFailed('the database %s has no schema: run '
-                                '"lifecycle-manage db sync" first'
-                                % self.db.url)
+        require_schema(self.db)
         if self.mode == AIO:
             try:
-                self.aio_hosts = aio_cmd.parse_hosts(conf.aio.hosts)
+                self.aio_hosts = aio_conf.parse_hosts(conf.aio.hosts)
             except exception.InvalidConfiguration as e:
                 raise UsageError(e.format_message()) from e
             self.hosts = sorted(self.aio_hosts)
@@ -156,19 +160,17 @@ class Deployment:
         reported = self.db.storage_group_paths(group)
         return reported[0] if reported else None
 
+    def backend_name(self, group: str | None) -> str:
+        """:func:`lifecycle.storage.backend_name` of this configuration."""
+        return storage_backends.backend_name(group, self.conf)
+
     def backend(self, path: str, group: str | None = None
                 ) -> storage_backends.StorageBackend:
-        """The storage backend of ``group`` at ``path``: ``rbd`` (with the
-        group's Ceph settings) for a group of ``[rbd] storage_groups``,
-        else ``[libvirt] images_type``."""
-        if rbd_conf.is_rbd_group(self.conf, group) or (
-                self.conf.libvirt.images_type == 'rbd'):
-            from lifecycle.storage import rbd as rbd_storage
-            return rbd_storage.RbdBackend(
-                path, storage_group=group,
-                settings=rbd_conf.settings(self.conf, group))
-        return storage_backends.load_backend(self.conf.libvirt.images_type,
-                                             path, storage_group=group)
+        """The storage backend of ``group`` at ``path``
+        (:meth:`backend_name`)."""
+        return storage_backends.load_backend(
+            self.backend_name(group), path, storage_group=group,
+            conf=self.conf)
 
     # -- hypervisor ---------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""``lifecycle-manage shelved offload``: escalate partial offloads to full
-ones (upload the retained disk to the image service, then free it).
+"""``lifecycle-manage shelved full-offload``: escalate partial offloads to
+full ones (upload the retained disk to the image service, then free it).
+Not the API's ``shelveOffload``, which keeps the disk.
 
 It runs where the retained disks are visible (the all-in-one's host, or a
 compute host of the group) and drives the compute manager's own
@@ -8,6 +9,7 @@ image id, then the disk freed -- is the service's, not a copy of it.
 """
 
 import datetime
+import sys
 
 from oslo_log import log as logging
 from oslo_utils import timeutils
@@ -19,8 +21,10 @@ from lifecycle.compute import manager as compute_manager
 from lifecycle.manage import FAILED
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
+from lifecycle.manage import cli
 from lifecycle.manage import images as images_mod
 from lifecycle.manage import output
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
@@ -37,11 +41,11 @@ def _candidates(deployment, uuids, group, older_than):
         sysmeta = instance.system_metadata
         if wanted and instance.uuid not in wanted:
             continue
-        if not sysmeta.get('shelved_disk') or instance.task_state:
+        if not sysmeta.get(names.SHELVED_DISK) or instance.task_state:
             continue
-        if group and sysmeta.get('shelved_storage_group') != group:
+        if group and sysmeta.get(names.SHELVED_STORAGE_GROUP) != group:
             continue
-        since = sysmeta.get('shelved_at')
+        since = sysmeta.get(names.SHELVED_AT)
         if cutoff and (not since or timeutils.parse_isotime(since).replace(
                 tzinfo=None) > cutoff):
             continue
@@ -58,15 +62,27 @@ def offload(deployment, fmt: str = 'table', uuids=None,
         raise UsageError('not partially offloaded (or busy): %s' %
                          ', '.join(sorted(missing)))
     rows = [{'uuid': i.uuid, 'name': i.display_name,
-             'storage_group': i.system_metadata.get('shelved_storage_group'),
-             'since': i.system_metadata.get('shelved_at'), 'image_id': None,
+             'storage_group':
+                 i.system_metadata.get(names.SHELVED_STORAGE_GROUP),
+             'since': i.system_metadata.get(names.SHELVED_AT),
+             'image_id': None,
              'action': 'would offload'} for i in instances]
     act = yes and not dry_run
+    if not act and not dry_run and rows and not uuids and not group:
+        # Every storage group at once: ask on the terminal (the plan on
+        # stderr: stdout stays one answer), refuse when there is none.
+        output.emit('table', None, rows, COLUMNS, stream=sys.stderr)
+        groups = sorted({r['storage_group'] or '-' for r in rows})
+        cli.confirm('Fully offload %d instance(s) of EVERY storage group '
+                    '(%s): upload each retained disk to the image service '
+                    'and free it?' % (len(rows), ', '.join(groups)))
+        act = True
     failures = 0
     if act and instances:
-        images = images_mod.image_service(deployment.conf)
+        images = images_mod.image_service(deployment.conf, create=True)
         context = lc_context.get_admin_context()
-        with output.Progress('shelved offload', len(instances)) as progress:
+        with output.Progress('shelved full-offload',
+                             len(instances)) as progress:
             for row, instance in zip(rows, instances, strict=True):
                 row['action'], row['image_id'] = _offload_one(
                     deployment, images, context, instance)
@@ -87,13 +103,14 @@ def offload(deployment, fmt: str = 'table', uuids=None,
 
 def _offload_one(deployment, images, context, instance):
     sysmeta = instance.system_metadata
-    path = deployment.storage_path(sysmeta.get('shelved_storage_group'),
-                                   sysmeta.get('shelved_host'))
+    path = deployment.storage_path(sysmeta.get(names.SHELVED_STORAGE_GROUP),
+                                   sysmeta.get(names.SHELVED_HOST))
     if path is None:
         return 'skipped: storage not visible here', None
     manager = compute_manager.ComputeManager(
-        sysmeta.get('shelved_host') or deployment.hosts[0], deployment.db,
-        None, deployment.backend(path, sysmeta.get('shelved_storage_group')),
+        sysmeta.get(names.SHELVED_HOST) or deployment.hosts[0], deployment.db,
+        None,
+        deployment.backend(path, sysmeta.get(names.SHELVED_STORAGE_GROUP)),
         images, vcpus=0, memory_mb=0)
     try:
         deployment.db.instance_update(
@@ -108,5 +125,5 @@ def _offload_one(deployment, images, context, instance):
         LOG.error('Full offload of %s failed: %s', instance.uuid, e)
         return 'failed: %s' % e, None
     image_id = deployment.db.instance_get(
-        instance.uuid).system_metadata.get('shelved_image_id')
+        instance.uuid).system_metadata.get(names.SHELVED_IMAGE_ID)
     return 'offloaded', image_id

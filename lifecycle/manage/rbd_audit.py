@@ -35,35 +35,18 @@ import time
 from oslo_log import log as logging
 
 from lifecycle import exception
-from lifecycle.conf import rbd as rbd_conf
 from lifecycle.manage import deployment as deployment_mod
+from lifecycle.manage import findings
 from lifecycle.storage import rbd as rbd_storage
 from lifecycle.storage import rbd_client
+from lifecycle import names
+from lifecycle import states
 
 LOG = logging.getLogger(__name__)
 
-ORPHAN_CLONE = 'orphan-clone'
-UNUSED_RBD_BASE = 'unused-rbd-base'
-IDLE_PROTECTED_SNAPSHOT = 'idle-protected-snapshot'
-CATEGORIES = (ORPHAN_CLONE, UNUSED_RBD_BASE, IDLE_PROTECTED_SNAPSHOT)
-PLANNED = {ORPHAN_CLONE: 'would remove', UNUSED_RBD_BASE: 'would remove',
-           IDLE_PROTECTED_SNAPSHOT: 'would unprotect'}
-
-
-def is_rbd(deployment: deployment_mod.Deployment,
-           storage: deployment_mod.Storage) -> bool:
-    conf = deployment.conf
-    if rbd_conf.is_rbd_group(conf, storage.group):
-        return True
-    return (deployment.mode == deployment_mod.HOST and
-            conf.libvirt.images_type == 'rbd')
-
-
 def backend(deployment: deployment_mod.Deployment,
             storage: deployment_mod.Storage) -> rbd_storage.RbdBackend:
-    return rbd_storage.RbdBackend(
-        storage.path, storage_group=storage.group,
-        settings=rbd_conf.settings(deployment.conf, storage.group))
+    return deployment.backend(storage.path, storage.group)
 
 
 def _long_listing(b: rbd_storage.RbdBackend) -> list[dict]:
@@ -86,7 +69,6 @@ def check(audit, storage: deployment_mod.Storage, instances) -> None:
 
 
 def _check(audit, storage, b, listing, instances) -> None:
-    disks = disks_mod()
     live = {i.uuid for i in instances}
     clones = {}
     for entry in listing:
@@ -94,30 +76,34 @@ def _check(audit, storage, b, listing, instances) -> None:
             match = rbd_storage.DISK_RE.match(entry.get('image', ''))
             if match:
                 clones[match.group(1)] = entry['image']
-    if audit._wanted(disks.MISSING_DISK):
-        names = {e.get('image') for e in listing if e.get('snapshot') is None}
+    if audit.wanted(findings.MISSING_DISK):
+        images = {e.get('image') for e in listing
+                  if e.get('snapshot') is None}
         for instance in instances:
-            if (audit._retained_in(instance, storage) and
-                    instance.vm_state == 'shelved_offloaded' and
+            if (audit.retained_in(instance, storage) and
+                    instance.vm_state == states.SHELVED_OFFLOADED and
                     instance.task_state is None and
-                    instance.system_metadata['shelved_disk'] not in names):
-                location = instance.system_metadata['shelved_disk']
-                audit.findings.append(disks.Finding(
-                    disks.MISSING_DISK, instance.uuid, group=storage.group,
-                    host=instance.system_metadata.get('shelved_host'),
+                    instance.system_metadata[names.SHELVED_DISK]
+                    not in images):
+                location = instance.system_metadata[names.SHELVED_DISK]
+                audit.findings.append(findings.Finding(
+                    findings.MISSING_DISK, instance.uuid, group=storage.group,
+                    host=instance.system_metadata.get(names.SHELVED_HOST),
                     path='rbd:%s/%s' % (b.pool, location), storage=storage,
+                    backend=findings.RBD,
                     detail='not in pool %s' % b.pool,
                     extra={'display_name': instance.display_name,
-                           'location': location, '_rbd': True}))
-    if audit._wanted(ORPHAN_CLONE):
+                           'location': location}))
+    if audit.wanted(findings.ORPHAN_CLONE):
         orphans = [u for u in clones if u not in live]
-        orphans = [u for u in orphans if u not in audit._live_uuids(orphans)]
-        deleted = audit._deleted_at(orphans)
+        orphans = [u for u in orphans if u not in audit.live_uuids(orphans)]
+        deleted = audit.deleted_at(orphans)
         for uuid in sorted(orphans):
             when = deleted.get(uuid)
-            audit.findings.append(disks.Finding(
-                ORPHAN_CLONE, uuid, group=storage.group,
+            audit.findings.append(findings.Finding(
+                findings.ORPHAN_CLONE, uuid, group=storage.group,
                 path='rbd:%s' % b.client.spec(clones[uuid]), storage=storage,
+                backend=findings.RBD,
                 bytes=b.client.used_bytes(clones[uuid]),
                 detail=('instance deleted at %s' % when.isoformat()
                         if when else 'no such instance')))
@@ -126,10 +112,11 @@ def _check(audit, storage, b, listing, instances) -> None:
     for image in sorted(partials):
         # An import a crash interrupted; one running now is younger than
         # the minimum age.
-        if audit._wanted(UNUSED_RBD_BASE) and b.last_used(image) <= oldest:
-            audit.findings.append(disks.Finding(
-                UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
-                group=storage.group, storage=storage,
+        if (audit.wanted(findings.UNUSED_RBD_BASE) and
+                b.last_used(image) <= oldest):
+            audit.findings.append(findings.Finding(
+                findings.UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
+                group=storage.group, storage=storage, backend=findings.RBD,
                 bytes=b.client.used_bytes(image),
                 detail='left by an interrupted import',
                 extra={'_image': image}))
@@ -141,32 +128,29 @@ def _check(audit, storage, b, listing, instances) -> None:
         image = entry['image']
         is_base = (rbd_storage.BASE_RE.match(image) and
                    snap == rbd_storage.SNAP)
-        category = UNUSED_RBD_BASE if is_base else IDLE_PROTECTED_SNAPSHOT
-        if not audit._wanted(category) or b.client.children(image, snap):
+        category = (findings.UNUSED_RBD_BASE if is_base
+                    else findings.IDLE_PROTECTED_SNAPSHOT)
+        if not audit.wanted(category) or b.client.children(image, snap):
             continue
         if is_base:
             used = b.last_used(image)
             if used > oldest:
                 continue
-            audit.findings.append(disks.Finding(
-                UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
-                group=storage.group, storage=storage,
+            audit.findings.append(findings.Finding(
+                findings.UNUSED_RBD_BASE, 'rbd:%s' % b.client.spec(image),
+                group=storage.group, storage=storage, backend=findings.RBD,
                 bytes=b.client.used_bytes(image),
                 detail='its snapshot has no clone; last used %s' %
                 datetime.datetime.fromtimestamp(used, datetime.UTC).strftime(
                     '%Y-%m-%dT%H:%M:%SZ'),
                 extra={'_image': image}))
         else:
-            audit.findings.append(disks.Finding(
-                IDLE_PROTECTED_SNAPSHOT,
+            audit.findings.append(findings.Finding(
+                findings.IDLE_PROTECTED_SNAPSHOT,
                 'rbd:%s' % b.client.spec(image, snap), group=storage.group,
-                storage=storage, detail='protected, without clones',
+                storage=storage, backend=findings.RBD,
+                detail='protected, without clones',
                 extra={'_image': image, '_snap': snap}))
-
-
-def disks_mod():
-    from lifecycle.manage import disks  # disks imports this module
-    return disks
 
 
 def _is_partial(name: str | None) -> bool:
@@ -179,21 +163,21 @@ def _is_partial(name: str | None) -> bool:
 def cleanup(cleaner, finding) -> tuple[str, int, str]:
     """(action, bytes reclaimed, detail) for one finding of this module."""
     b = backend(cleaner.deployment, finding.storage)
-    if finding.category == disks_mod().MISSING_DISK:
+    if finding.category == findings.MISSING_DISK:
         try:
             rbd_client.check_name(finding.extra['location'], 'image')
             if b.client.exists(finding.extra['location']):
                 return 'skipped', 0, 'the clone is there now'
         except exception.InvalidInput:
             pass  # a location that cannot be an image of ours is missing
-        return cleaner._missing_disk(finding)
-    if finding.category == ORPHAN_CLONE:
-        if cleaner.audit._live_uuids([finding.resource]):
+        return cleaner.record_missing_disk(finding)
+    if finding.category == findings.ORPHAN_CLONE:
+        if cleaner.audit.live_uuids([finding.resource]):
             return 'skipped', 0, 'the instance exists now'
         freed = b.delete(finding.resource)
         return 'removed', freed, 'clone removed'
     image = finding.extra['_image']
-    if finding.category == UNUSED_RBD_BASE:
+    if finding.category == findings.UNUSED_RBD_BASE:
         if not b.client.exists(image):
             return 'skipped', 0, 'already gone'
         if b.last_used(image) > (time.time() -
@@ -202,7 +186,7 @@ def cleanup(cleaner, finding) -> tuple[str, int, str]:
         freed = b.client.used_bytes(image)
         try:
             b.remove_base(image)
-        except rbd_storage.BaseInUse as e:
+        except exception.BaseInUse as e:
             return 'skipped', 0, e.format_message()
         return 'removed', freed, 'snapshot unprotected, base removed'
     snap = finding.extra['_snap']
@@ -210,7 +194,7 @@ def cleanup(cleaner, finding) -> tuple[str, int, str]:
         return 'skipped', 0, 'it has clones now'
     try:
         b.client.snap_unprotect(image, snap)
-    except rbd_client.RbdCommandError as e:
+    except exception.RbdCommandError as e:
         if e.errno == rbd_client.EBUSY:
             return 'skipped', 0, 'it has clones now'
         raise

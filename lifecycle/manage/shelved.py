@@ -7,12 +7,14 @@ disk's sizes (``qemu-img info`` with the format recorded in
 instance rows and everything hanging off them (metadata, system metadata,
 faults); it deletes only with ``--yes`` and never with ``--dry-run``.
 
-``shelved offload`` (partial → full offload by hand) is not here yet.
+``shelved full-offload`` (partial → full offload by hand: the disk goes
+to the image service) is :mod:`lifecycle.manage.offload`.
 """
 
 import datetime
 import os
 import stat
+import sys
 
 import sqlalchemy as sa
 from oslo_log import log as logging
@@ -25,19 +27,22 @@ from lifecycle.manage import CommandFailed
 from lifecycle.manage import FAILED
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
+from lifecycle.manage import cli
 from lifecycle.manage import deployment as deployment_mod
 from lifecycle.manage import offload as offload_mod
 from lifecycle.manage import output
 from lifecycle.storage import images
 from lifecycle.storage import paths
+from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
 SHELVED_STATES = (states.SHELVED, states.SHELVED_OFFLOADED)
 LIST_COLUMNS = (('uuid', 'UUID'), ('name', 'Name'), ('vm_state', 'State'),
                 ('storage_group', 'Storage group'),
-                ('shelved_host', 'Shelved on'), ('since', 'Since'),
-                ('size_on_disk_human', 'Size on disk'), ('disk', 'Disk'))
+                (names.SHELVED_HOST, 'Shelved on'), ('since', 'Since'),
+                ('size_on_disk_human', 'Size on disk'),
+                ('memory_state_human', 'Memory kept'), ('disk', 'Disk'))
 PURGE_COLUMNS = (('uuid', 'UUID'), ('name', 'Name'),
                  ('deleted_at', 'Deleted at'), ('metadata', 'Metadata'),
                  ('system_metadata', 'System metadata'),
@@ -81,10 +86,11 @@ class ShelvedCommands:
     # -- where a shelved instance's disk is ----------------------------------
 
     def _group_of(self, instance: models.Instance) -> str | None:
-        group = instance.system_metadata.get('shelved_storage_group')
+        group = instance.system_metadata.get(names.SHELVED_STORAGE_GROUP)
         if group:
             return group
-        host = instance.host or instance.system_metadata.get('shelved_host')
+        host = (instance.host or
+                instance.system_metadata.get(names.SHELVED_HOST))
         if not host:
             return None
         try:
@@ -98,11 +104,11 @@ class ShelvedCommands:
         its storage is not known here. UnsafePath for a recorded location
         outside the storage."""
         sysmeta = instance.system_metadata
-        host = sysmeta.get('shelved_host') or instance.host
+        host = sysmeta.get(names.SHELVED_HOST) or instance.host
         root = self.deployment.storage_path(group, host)
         if root is None:
             return None, None
-        location = sysmeta.get('shelved_disk') or os.path.join(
+        location = sysmeta.get(names.SHELVED_DISK) or os.path.join(
             instance.uuid, 'disk')
         return paths.confine(root, location), root
 
@@ -117,7 +123,7 @@ class ShelvedCommands:
             inst_group = self._group_of(instance)
             if group is not None and inst_group != group:
                 continue
-            since = _parse_time(sysmeta.get('shelved_at'))
+            since = _parse_time(sysmeta.get(names.SHELVED_AT))
             if cutoff is not None and (since is None or since > cutoff):
                 continue
             try:
@@ -125,15 +131,21 @@ class ShelvedCommands:
             except exception.UnsafePath:
                 path = None
             size = _allocated(path) if path else None
+            memory = self._memory_state(instance, path)
             rows.append({
                 'uuid': instance.uuid, 'name': instance.display_name,
                 'vm_state': instance.vm_state,
                 'task_state': instance.task_state,
                 'storage_group': inst_group,
-                'shelved_host': sysmeta.get('shelved_host'),
-                'since': sysmeta.get('shelved_at'),
+                names.SHELVED_HOST: sysmeta.get(names.SHELVED_HOST),
+                'since': sysmeta.get(names.SHELVED_AT),
                 'disk': path, 'size_on_disk': size,
                 'size_on_disk_human': output.human_bytes(size),
+                'memory_state': memory,
+                'memory_state_human': (
+                    '' if memory is None else
+                    output.human_bytes(memory['size']) if memory['size']
+                    is not None else 'missing'),
             })
         rows.sort(key=lambda r: (r['since'] or '', r['uuid']))
         output.emit(fmt, {'shelved': [
@@ -162,9 +174,9 @@ class ShelvedCommands:
                'vm_state': instance.vm_state,
                'task_state': instance.task_state,
                'storage_group': group,
-               'shelved_host': sysmeta.get('shelved_host'),
-               'since': sysmeta.get('shelved_at'),
-               'location': sysmeta.get('shelved_disk'),
+               names.SHELVED_HOST: sysmeta.get(names.SHELVED_HOST),
+               'since': sysmeta.get(names.SHELVED_AT),
+               'location': sysmeta.get(names.SHELVED_DISK),
                'disk': None, 'disk_present': False, 'format': None,
                'size_on_disk': None, 'virtual_size': None,
                'base_file': None, 'delta_over_base': None}
@@ -178,6 +190,7 @@ class ShelvedCommands:
         if path is not None:
             doc['disk'] = path
             problem = self._describe_disk(doc, instance, path, root)
+        doc['memory_state'] = self._memory_state(instance, path)
         rows = [{'property': k, 'value': self._show_value(k, v)}
                 for k, v in doc.items()]
         output.emit(fmt, doc, rows, (('property', 'Property'),
@@ -186,6 +199,21 @@ class ShelvedCommands:
             LOG.error('Instance %s: %s', uuid, problem)
             return FAILED
         return SUCCESS
+
+    @staticmethod
+    def _memory_state(instance: models.Instance,
+                      disk_path: str | None) -> dict | None:
+        """A hibernate-shelve's saved memory (beside the disk): its
+        location and allocated size (None: the file is missing or its
+        storage is not known here); None for a plain shelve."""
+        location = instance.system_metadata.get(names.SHELVED_MEMORY_STATE)
+        if not location:
+            return None
+        size = None
+        if disk_path is not None:
+            size = _allocated(os.path.join(os.path.dirname(disk_path),
+                                           os.path.basename(location)))
+        return {'location': location, 'size': size}
 
     @staticmethod
     def _show_value(key: str, value):
@@ -220,13 +248,25 @@ class ShelvedCommands:
 
     # -- purge-deleted ------------------------------------------------------
 
+    def full_offload(self, fmt: str = 'table', uuids=None,
+                     group: str | None = None,
+                     older_than: datetime.timedelta | None = None,
+                     dry_run: bool = False, yes: bool = False) -> int:
+        """Partial → full offload (see lifecycle.manage.offload)."""
+        return offload_mod.offload(self.deployment, fmt, uuids, group,
+                                   older_than, dry_run, yes)
+
     def offload(self, fmt: str = 'table', uuids=None,
                 group: str | None = None,
                 older_than: datetime.timedelta | None = None,
                 dry_run: bool = False, yes: bool = False) -> int:
-        """Partial → full offload (see lifecycle.manage.offload)."""
-        return offload_mod.offload(self.deployment, fmt, uuids, group,
-                                   older_than, dry_run, yes)
+        """The deprecated name of :meth:`full_offload`."""
+        # On stderr whatever the logging set-up: scripts must see it.
+        print('lifecycle-manage: "shelved offload" is deprecated: it is a '
+              'FULL offload (disk uploaded to the image service), unlike the '
+              'API\'s shelveOffload; use "shelved full-offload"',
+              file=sys.stderr)
+        return self.full_offload(fmt, uuids, group, older_than, dry_run, yes)
 
     def purge_deleted(self, fmt: str = 'table',
                       older_than: datetime.timedelta | None = None,
@@ -286,3 +326,56 @@ class ShelvedCommands:
             return session.execute(sa.delete(inst).where(
                 inst.uuid.in_(uuids),
                 inst.deleted_at.is_not(None))).rowcount
+
+
+def register(subparsers) -> dict[str, type]:
+    actions = cli.add_category(
+        subparsers, 'shelved', 'shelved instances (list, show, '
+        'full-offload, purge-deleted)',
+        'Shelved and shelved-offloaded instances and their retained disks. '
+        'list and show only read; full-offload and purge-deleted change '
+        'something only with --yes.')
+    listing = cli.add_action(
+        actions, 'list', 'shelved and shelved-offloaded instances, oldest '
+        'first, with their storage group and retained disk')
+    listing.add_argument('--group', metavar='GROUP',
+                         help='only instances of this storage group')
+    cli.add_older_than(listing, 'instances shelved longer ago than '
+                                'OLDER_THAN')
+    cli.add_format(listing)
+    show = cli.add_action(
+        actions, 'show', "one shelved instance's retained disk (location, "
+        'format, size on disk, base); exit 1 when the disk is missing')
+    show.add_argument('uuid', metavar='UUID',
+                      help='the instance (server) UUID')
+    cli.add_format(show)
+    escalate = cli.add_action(
+        actions, 'full-offload',
+        'escalate partial offloads to FULL offloads: upload retained disks '
+        'to the image service, then free them',
+        'Escalate partially offloaded instances to a full offload: each '
+        'retained disk is uploaded to the image service (verified), the '
+        'image id recorded, and only then the disk freed; unshelve will '
+        'then download the image. This is NOT the API\'s shelveOffload '
+        '(which keeps the disk). Without UUID and --group every storage '
+        'group is concerned: the command asks on the terminal first (no '
+        'terminal: it refuses, exit 2) unless --yes. Runs where the '
+        'retained disks are visible (all-in-one, or a compute host of the '
+        'group). The old name "offload" still works (deprecated).',
+        aliases=('offload',))
+    escalate.add_argument('uuids', nargs='*', metavar='UUID',
+                          help='only these instances (default: every '
+                               'partially offloaded one in scope)')
+    escalate.add_argument('--group', metavar='GROUP',
+                          help='only instances of this storage group')
+    cli.add_older_than(escalate, 'instances shelved longer ago than '
+                                 'OLDER_THAN')
+    cli.add_change(escalate, 'offloaded')
+    cli.add_format(escalate)
+    purge = cli.add_action(
+        actions, 'purge-deleted', 'remove the rows of soft-deleted '
+        'instances (and their metadata and faults)')
+    cli.add_older_than(purge, 'rows deleted longer ago than OLDER_THAN')
+    cli.add_change(purge, 'purged')
+    cli.add_format(purge)
+    return {'shelved': ShelvedCommands}

@@ -98,7 +98,9 @@ class StorageBackend(abc.ABC):
         paths.ensure_dir(self.instances_path,
                          os.path.join(self.base_dir, LOCK_DIR))
 
-    def _base_lock(self, base: str):
+    def base_lock(self, base: str):
+        """The lock held while a disk is created from ``base``; whoever
+        removes the base holds it too."""
         return lockutils.lock('base-' + os.path.basename(base), external=True,
                               lock_path=os.path.join(self.base_dir, LOCK_DIR))
 
@@ -124,7 +126,7 @@ class StorageBackend(abc.ABC):
         """
         base = self.base_path(image_id)
         self._prepare_base_dir()
-        with self._base_lock(base):
+        with self.base_lock(base):
             if self._is_file(base):
                 os.utime(base)  # "recently used", for remove_unused_bases
                 return base
@@ -210,7 +212,7 @@ class StorageBackend(abc.ABC):
         self._prepare_base_dir()
         inst_dir = paths.ensure_dir(self.instances_path,
                                     self.instance_dir(instance_uuid))
-        with self._base_lock(base):
+        with self.base_lock(base):
             if self._is_file(disk):  # created while we waited for the lock
                 self._check_existing(disk)
                 return self.disk_info(instance_uuid)
@@ -343,7 +345,7 @@ class StorageBackend(abc.ABC):
         removed = []
         with contextlib.ExitStack() as stack:
             for base in candidates:  # sorted: a fixed lock order
-                stack.enter_context(self._base_lock(base))
+                stack.enter_context(self.base_lock(base))
             referenced = self.referenced_bases()
             for base in candidates:
                 if base in referenced:

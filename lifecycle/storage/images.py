@@ -151,14 +151,6 @@ def verify_pattern(path: str, fmt: str, pattern: int, offset: int,
     return True
 
 
-def has_qcow2_magic(path: str) -> bool:
-    try:
-        with open(path, 'rb') as f:
-            return f.read(4) == QCOW2_MAGIC
-    except OSError:
-        return False
-
-
 def qcow2_backing_file(path: str) -> str | None:
     """The backing file name recorded in a qcow2 header, read directly.
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 import uuid
 
 from oslo_log import log as logging
@@ -115,20 +116,37 @@ def ensure_dir(root: str, path: str) -> str:
 
 
 def allocated_bytes(path: str) -> int:
-    """Bytes allocated on disk under ``path`` (symlinks not followed)."""
+    """Bytes allocated on disk by the regular files at or under ``path``
+    (symlinks not followed; 0 when it does not exist).
+
+    The one measure of disk usage: ``disks audit``, the storage groups'
+    usage and what a removal frees all count with it. Directories are left
+    out: their size is file-system metadata (CephFS even reports a
+    directory's recursive size), not instance data.
+    """
+    total = 0
     try:
-        st = os.lstat(path)
+        info = os.lstat(path)
     except FileNotFoundError:
         return 0
-    total = st.st_blocks * 512
-    if not stat.S_ISDIR(st.st_mode):
-        return total
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        for name in dirnames + filenames:
+    if stat.S_ISREG(info.st_mode):
+        return info.st_blocks * 512
+    stack = [path] if stat.S_ISDIR(info.st_mode) else []
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
             try:
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
-                continue
+                continue  # removed meanwhile
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(info.st_mode):
+                total += info.st_blocks * 512
     return total
 
 
@@ -195,3 +213,72 @@ def write_json_atomic(path: str, data: dict) -> None:
     os.chmod(tmp, FILE_MODE)
     os.rename(tmp, path)
     fsync_dir(os.path.dirname(path))
+
+
+#: The marker a storage group's storage keeps of the path it was first
+#: used at (see :func:`check_storage_root`).
+MOUNT_MARKER = '.lifecycle-storage.json'
+
+
+def check_storage_root(root: str, host: str) -> None:
+    """Check, before a compute service starts, that ``root`` (its
+    ``instances_path``) is usable and mounted where the rest of its group
+    mounts it; raise StorageError saying what to fix.
+
+    * The directory must be creatable, writable and chmod-able by this
+      process: a share exported with ``root_squash`` to a service running
+      as root maps it to ``nobody``, and then nothing below works.
+    * qcow2 overlays name their base by absolute path, so every host of a
+      storage group must mount the storage at the same path. The first
+      compute service to use the storage records its path in
+      :data:`MOUNT_MARKER`; a service that finds the marker with another
+      path refuses to start.
+    """
+    root = os.path.abspath(root)
+    try:
+        os.makedirs(root, DIR_MODE, exist_ok=True)
+        if stat.S_IMODE(os.stat(root).st_mode) != DIR_MODE:
+            os.chmod(root, DIR_MODE)
+        marker = os.path.join(root, MOUNT_MARKER)
+        if not os.path.lexists(marker):
+            _create_marker(root, marker, host)
+        with open(marker) as f:
+            recorded = json.load(f)
+    except PermissionError as e:
+        raise exception.StorageError(reason=(
+            'instances_path %s is not writable by this service (%s): a '
+            'share exported with root_squash maps root to an unprivileged '
+            'user; export it with no_root_squash, or give the directory to '
+            'the user the service runs as' % (root, e))) from e
+    except (OSError, ValueError) as e:
+        raise exception.StorageError(reason='instances_path %s cannot be '
+                                     'used: %s' % (root, e)) from e
+    first = recorded.get('instances_path') if isinstance(recorded,
+                                                         dict) else None
+    if first != root:
+        raise exception.StorageError(reason=(
+            'the storage at instances_path %s was first used at %s (by host '
+            '%s, see %s): every host of a storage group must mount its '
+            'storage at the same path, because qcow2 overlays name their '
+            'base image by absolute path; mount it at %s and set '
+            '[DEFAULT] instances_path = %s' % (
+                root, first, recorded.get('host') if isinstance(
+                    recorded, dict) else None, marker, first, first)))
+
+
+def _create_marker(root: str, marker: str, host: str) -> None:
+    """Write the marker atomically: the first of several hosts starting at
+    once wins (link fails when it exists), the others read its marker."""
+    fd, tmp = tempfile.mkstemp(prefix='.lifecycle-storage.', dir=root)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump({'instances_path': root, 'host': host}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        try:
+            os.link(tmp, marker)
+        except FileExistsError:
+            pass
+    finally:
+        remove_quietly(tmp)

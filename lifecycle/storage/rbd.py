@@ -37,13 +37,14 @@ from collections.abc import Callable
 from oslo_log import log as logging
 
 from lifecycle import exception
+from lifecycle.exception import BaseInUse
 from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import base
 from lifecycle.storage import images
 from lifecycle.storage import paths
 from lifecycle.storage import rbd_client
-from lifecycle.virt.domain_xml import NetworkDisk
+from lifecycle.virt import domain_xml
 
 LOG = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ LAST_USED_KEY = 'lifecycle.last_used'
 MONITOR_CACHE_SECONDS = 60
 BASE_RE = re.compile(r'^base_[0-9a-f]{40}$')
 DISK_RE = re.compile(r'^([0-9a-f-]{36})_disk$')
-
-
-class BaseInUse(exception.StorageError):
-    msg_fmt = 'Base image %(name)s still has clones: %(children)s'
 
 
 def _rbd_time(value: str | None) -> float | None:
@@ -128,7 +125,7 @@ class RbdBackend(base.StorageBackend):
         of that name in any other shape is refused, never reused."""
         try:
             snaps = self.client.snapshots(name)
-        except rbd_client.RbdCommandError as e:
+        except exception.RbdCommandError as e:
             if e.errno == rbd_client.ENOENT:
                 return False
             raise
@@ -165,7 +162,7 @@ class RbdBackend(base.StorageBackend):
         """
         name = self.base_name(image_id)
         self._prepare_base_dir()
-        with self._base_lock(name):
+        with self.base_lock(name):
             if self._base_ready(name):
                 self._touch(name)
                 return name
@@ -178,7 +175,7 @@ class RbdBackend(base.StorageBackend):
                 self._touch(tmp)
                 try:
                     self.client.rename(tmp, name)
-                except rbd_client.RbdCommandError as e:
+                except exception.RbdCommandError as e:
                     if e.errno != rbd_client.EEXIST:
                         raise
                     LOG.info('Base %(name)s was imported by another host '
@@ -201,7 +198,7 @@ class RbdBackend(base.StorageBackend):
                     self.client.snap_unprotect(name, snap['name'])
                 self.client.snap_remove(name, snap['name'])
             self.client.remove(name)
-        except rbd_client.RbdCommandError as e:
+        except exception.RbdCommandError as e:
             if e.errno == rbd_client.ENOENT:
                 return
             if not quiet:
@@ -216,7 +213,7 @@ class RbdBackend(base.StorageBackend):
         """The clones of a base's snapshot (``rbd children``)."""
         try:
             return self.client.children(base_name, SNAP)
-        except rbd_client.RbdCommandError as e:
+        except exception.RbdCommandError as e:
             if e.errno == rbd_client.ENOENT:
                 return []
             raise
@@ -229,7 +226,7 @@ class RbdBackend(base.StorageBackend):
         the snapshot has clones (Ceph would refuse the unprotect too)."""
         rbd_client.check_name(base_name, 'image')
         self._prepare_base_dir()
-        with self._base_lock(base_name):
+        with self.base_lock(base_name):
             children = self.children(base_name)
             if children:
                 raise BaseInUse(name=self.client.spec(base_name),
@@ -264,7 +261,7 @@ class RbdBackend(base.StorageBackend):
         name = self.disk_name(instance_uuid)
         base_name = self.base_name(image_id)
         self._prepare_base_dir()
-        with self._base_lock(base_name):
+        with self.base_lock(base_name):
             info = self.client.info(name)
             if info is None:
                 if not self._base_ready(base_name):
@@ -287,12 +284,10 @@ class RbdBackend(base.StorageBackend):
             raise exception.RetainedDiskNotFound(
                 instance_uuid=instance_uuid,
                 path='rbd:%s' % self.client.spec(name))
-        disk = NetworkDisk(
-            protocol='rbd', pool=self.pool, image=name,
-            hosts=self.monitors(),
-            location=paths.confine(self.instances_path, name),
-            username=self.user if self.secret_uuid else None,
-            secret_uuid=self.secret_uuid)
+        disk = domain_xml.rbd_disk(
+            self.pool, name, self.monitors(),
+            paths.confine(self.instances_path, name),
+            user=self.user, secret_uuid=self.secret_uuid)
         return base.DiskInfo(path=disk, format='raw')
 
     def exists(self, instance_uuid: str) -> bool:

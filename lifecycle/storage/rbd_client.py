@@ -23,6 +23,7 @@ import subprocess
 from oslo_log import log as logging
 
 from lifecycle import exception
+from lifecycle.exception import RbdCommandError
 
 LOG = logging.getLogger(__name__)
 
@@ -31,14 +32,6 @@ _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')
 ENOENT = 2
 EBUSY = 16
 EEXIST = 17
-
-
-class RbdCommandError(exception.StorageError):
-    """An ``rbd``/``ceph`` command failed; ``errno`` is its exit status."""
-
-    def __init__(self, reason: str, errno: int | None = None) -> None:
-        super().__init__(reason=reason)
-        self.errno = errno
 
 
 def check_name(name: str, what: str = 'name') -> str:

@@ -5,28 +5,14 @@ API (attachments, microversion 3.44) on a keystoneauth1 session built from
 ``[cinder]``; :func:`get_volume_api` makes one.
 """
 
-from lifecycle import exception
-
-
-class VolumeNotFound(exception.NotFound):
-    msg_fmt = 'Volume %(volume_id)s could not be found.'
-
-
-class VolumeAttachmentNotFound(exception.NotFound):
-    msg_fmt = 'Volume attachment %(attachment_id)s could not be found.'
-
-
-class InvalidVolume(exception.Invalid):
-    msg_fmt = 'Invalid volume: %(reason)s'
-
-
-class VolumeServiceNotConfigured(exception.Invalid):
-    msg_fmt = ('Block Device Mapping is Invalid: this service has no volume '
-               'service ([cinder] auth_type is not set).')
-
-
-class VolumeServiceError(exception.LifecycleException):
-    msg_fmt = 'Volume service request %(what)s failed: %(reason)s'
+# The volume exceptions live in lifecycle/exception.py; these names stay for
+# the callers that still use them.
+from lifecycle.exception import InvalidVolume  # noqa: F401
+from lifecycle.exception import VolumeAttachmentNotFound  # noqa: F401
+from lifecycle.exception import VolumeConnectionFailed  # noqa: F401
+from lifecycle.exception import VolumeNotFound  # noqa: F401
+from lifecycle.exception import VolumeServiceError  # noqa: F401
+from lifecycle.exception import VolumeServiceNotConfigured  # noqa: F401
 
 
 def get_volume_api(conf=None):

@@ -25,34 +25,28 @@ from collections.abc import Callable
 
 from cinderclient import client as cinder_client
 from cinderclient import exceptions as cinder_exc
-from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_log import log as logging
 
 from lifecycle.conf import CONF
-from lifecycle import volume
+from lifecycle import context as lc_context
+from lifecycle import ksa_client
+from lifecycle import exception
 
 LOG = logging.getLogger(__name__)
 
 GROUP = 'cinder'
 API_VERSION = '3.44'
-MAX_RETRY_DELAY = 30
-_RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
 # Statuses a volume passes through on its own after an attachment change.
 TRANSIENT_STATUSES = frozenset({'attaching', 'detaching', 'reserved',
                                 'creating', 'deleting'})
 
 
 def _is_retriable(error: BaseException) -> bool:
-    if isinstance(error, (ks_exc.ConnectionError, ConnectionError,
-                          cinder_exc.ConnectionError)):
-        return True
-    return getattr(error, 'code', None) in _RETRIABLE_STATUS
+    return ksa_client.is_transient(error, (cinder_exc.ConnectionError,))
 
 
-def _describe(error: BaseException) -> str:
-    return '%s: %s' % (type(error).__name__, error)
+_describe = ksa_client.describe
 
 
 def _to_dict(resource) -> dict:
@@ -73,6 +67,8 @@ class CinderAPI:
         self.conf = CONF if conf is None else conf
         self._lock = threading.Lock()
         self._client_obj = client
+        self._client_given = client is not None
+        self._loaded: tuple | None = None
 
     # -- the client ----------------------------------------------------------
 
@@ -80,38 +76,51 @@ class CinderAPI:
     def configured(self) -> bool:
         return bool(self.conf[GROUP].auth_type)
 
-    def _build_client(self):
+    def _transport(self) -> ksa_client.Transport:
+        """(session, auth, adapter) of ``[cinder]``, loaded once."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = ksa_client.load_transport(self.conf, GROUP)
+            return self._loaded
+
+    def _build_client(self, user_auth=None,
+                      global_request_id: str | None = None):
+        """A cinderclient v3 client as the service or, with ``user_auth``,
+        as the caller of the current request (Nova's ``cinderclient()``)."""
         conf = self.conf
         if not self.configured:
-            raise volume.VolumeServiceNotConfigured()
-        auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-        session = ks_loading.load_session_from_conf_options(conf, GROUP,
-                                                            auth=auth)
-        adapter = ks_loading.load_adapter_from_conf_options(
-            conf, GROUP, session=session, auth=auth)
-        try:
-            endpoint = adapter.get_endpoint()
-        except ks_exc.ClientException as e:
-            raise volume.VolumeServiceError(
-                what='endpoint discovery', reason=_describe(e)) from e
+            raise exception.VolumeServiceNotConfigured()
+        transport = self._transport()
+        session, auth, adapter = transport
+
+        def failed(reason: str) -> Exception:
+            return exception.VolumeServiceError(what='endpoint discovery',
+                                             reason=reason)
+        endpoint = ksa_client.find_endpoint(transport, failed)
         if not endpoint:
-            raise volume.VolumeServiceError(
-                what='endpoint discovery',
-                reason='no volume service endpoint: set [cinder] '
-                       'endpoint_override, or the auth options and a '
-                       'catalog with a "%s" service'
-                       % conf[GROUP].service_type)
+            raise failed(ksa_client.no_endpoint(
+                GROUP, conf[GROUP].service_type, 'volume service'))
         LOG.debug('Cinder endpoint %s', endpoint)
         return cinder_client.Client(
-            API_VERSION, session=session, auth=auth,
+            API_VERSION, session=session, auth=user_auth or auth,
             endpoint_override=endpoint, interface=adapter.interface,
-            region_name=adapter.region_name)
+            region_name=adapter.region_name,
+            global_request_id=global_request_id)
 
     def _client(self):
+        if not self._client_given:
+            user_auth, global_id = lc_context.caller_auth(self.conf)
+            if user_auth is not None or global_id:
+                return self._build_client(user_auth, global_id)
         with self._lock:
-            if self._client_obj is None:
-                self._client_obj = self._build_client()
-            return self._client_obj
+            client = self._client_obj
+        if client is None:
+            client = self._build_client()
+            with self._lock:
+                if self._client_obj is None:
+                    self._client_obj = client
+                client = self._client_obj
+        return client
 
     def _call(self, what: str, func: Callable, *args, retry: bool = True,
               not_found: Callable[[], Exception] | None = None):
@@ -120,33 +129,28 @@ class CinderAPI:
         ``not_found()`` when given; a 400/409 raises InvalidVolume; the rest
         VolumeServiceError."""
         attempts = (self.conf[GROUP].http_retries if retry else 0) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return func(self._client(), *args)
-            except cinder_exc.NotFound as e:
-                if not_found is None:
-                    raise volume.VolumeServiceError(
-                        what=what, reason=_describe(e)) from e
-                raise not_found() from e
-            except cinder_exc.ClientException as e:
-                if getattr(e, 'code', None) in (400, 409):
-                    raise volume.InvalidVolume(
-                        reason='%s: %s' % (what, e)) from e
-                if not _is_retriable(e) or attempt == attempts:
-                    raise volume.VolumeServiceError(
-                        what=what, reason=_describe(e)) from e
-            except volume.VolumeServiceNotConfigured:
-                raise
-            except Exception as e:
-                if not _is_retriable(e) or attempt == attempts:
-                    raise volume.VolumeServiceError(
-                        what=what, reason=_describe(e)) from e
-            delay = min(2 ** (attempt - 1), MAX_RETRY_DELAY)
-            LOG.warning('Volume service request %(what)s failed (attempt '
-                        '%(n)d of %(max)d), retrying in %(delay)d s',
-                        {'what': what, 'n': attempt, 'max': attempts,
-                         'delay': delay})
-            time.sleep(delay)
+        try:
+            return ksa_client.call_with_retries(
+                'Volume service', what, attempts,
+                lambda: func(self._client(), *args),
+                lambda e: (_is_retriable(e) and not isinstance(
+                    e, exception.VolumeServiceNotConfigured)))
+        except cinder_exc.NotFound as e:
+            if not_found is None:
+                raise exception.VolumeServiceError(
+                    what=what, reason=_describe(e)) from e
+            raise not_found() from e
+        except cinder_exc.ClientException as e:
+            if getattr(e, 'code', None) in (400, 409):
+                raise exception.InvalidVolume(
+                    reason='%s: %s' % (what, e)) from e
+            raise exception.VolumeServiceError(
+                what=what, reason=_describe(e)) from e
+        except exception.VolumeServiceNotConfigured:
+            raise
+        except Exception as e:
+            raise exception.VolumeServiceError(
+                what=what, reason=_describe(e)) from e
 
     # -- volumes -----------------------------------------------------------
 
@@ -155,19 +159,19 @@ class CinderAPI:
         return _to_dict(self._call(
             'show volume %s' % volume_id,
             lambda c: c.volumes.get(volume_id),
-            not_found=lambda: volume.VolumeNotFound(volume_id=volume_id)))
+            not_found=lambda: exception.VolumeNotFound(volume_id=volume_id)))
 
     def check_boot_volume(self, volume_id: str) -> dict:
         """The volume, if an instance can boot from it now: ``available``
         and ``bootable`` (Nova's checks). InvalidVolume otherwise."""
         vol = self.get(volume_id)
         if vol.get('status') != 'available':
-            raise volume.InvalidVolume(
+            raise exception.InvalidVolume(
                 reason='volume %s has status %s; it must be available to '
                        'boot a server from it'
                        % (volume_id, vol.get('status')))
         if str(vol.get('bootable')).lower() != 'true':
-            raise volume.InvalidVolume(
+            raise exception.InvalidVolume(
                 reason='volume %s is not bootable' % volume_id)
         return vol
 
@@ -176,9 +180,9 @@ class CinderAPI:
         try:
             self._call('delete volume %s' % volume_id,
                        lambda c: c.volumes.delete(volume_id),
-                       not_found=lambda: volume.VolumeNotFound(
+                       not_found=lambda: exception.VolumeNotFound(
                            volume_id=volume_id))
-        except volume.VolumeNotFound:
+        except exception.VolumeNotFound:
             return False
         return True
 
@@ -190,12 +194,12 @@ class CinderAPI:
         while True:
             try:
                 vol = self.get(volume_id)
-            except volume.VolumeNotFound:
+            except exception.VolumeNotFound:
                 return None
             if vol.get('status') not in TRANSIENT_STATUSES:
                 return vol
             if time.monotonic() > deadline:
-                raise volume.VolumeServiceError(
+                raise exception.VolumeServiceError(
                     what='wait for volume %s' % volume_id,
                     reason='still %s after %d s' % (vol.get('status'),
                                                     timeout))
@@ -213,13 +217,13 @@ class CinderAPI:
             lambda c: c.attachments.create(volume_id, connector,
                                            instance_uuid),
             retry=False,
-            not_found=lambda: volume.VolumeNotFound(volume_id=volume_id)))
+            not_found=lambda: exception.VolumeNotFound(volume_id=volume_id)))
 
     def attachment_get(self, attachment_id: str) -> dict:
         return _to_dict(self._call(
             'show attachment %s' % attachment_id,
             lambda c: c.attachments.show(attachment_id),
-            not_found=lambda: volume.VolumeAttachmentNotFound(
+            not_found=lambda: exception.VolumeAttachmentNotFound(
                 attachment_id=attachment_id)))
 
     def attachment_update(self, attachment_id: str, connector: dict) -> dict:
@@ -228,13 +232,13 @@ class CinderAPI:
         return _to_dict(self._call(
             'update attachment %s' % attachment_id,
             lambda c: c.attachments.update(attachment_id, connector),
-            not_found=lambda: volume.VolumeAttachmentNotFound(
+            not_found=lambda: exception.VolumeAttachmentNotFound(
                 attachment_id=attachment_id)))
 
     def attachment_complete(self, attachment_id: str) -> None:
         self._call('complete attachment %s' % attachment_id,
                    lambda c: c.attachments.complete(attachment_id),
-                   not_found=lambda: volume.VolumeAttachmentNotFound(
+                   not_found=lambda: exception.VolumeAttachmentNotFound(
                        attachment_id=attachment_id))
 
     def attachment_delete(self, attachment_id: str) -> bool:
@@ -242,8 +246,8 @@ class CinderAPI:
         try:
             self._call('delete attachment %s' % attachment_id,
                        lambda c: c.attachments.delete(attachment_id),
-                       not_found=lambda: volume.VolumeAttachmentNotFound(
+                       not_found=lambda: exception.VolumeAttachmentNotFound(
                            attachment_id=attachment_id))
-        except volume.VolumeAttachmentNotFound:
+        except exception.VolumeAttachmentNotFound:
             return False
         return True

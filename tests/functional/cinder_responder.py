@@ -47,10 +47,10 @@ class NovaResponder:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):  # http.server's name
                 responder.handle_get(self)
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get('Content-Length') or 0)
                 self.rfile.read(length)
                 responder.handle_post(self)

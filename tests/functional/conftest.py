@@ -16,6 +16,7 @@ from lifecycle.cmd import aio as aio_cmd
 from lifecycle.conf import CONF
 from tests.functional.ceph_fixture import ceph_cluster  # noqa: F401
 from tests.functional.glance_fixture import glance_server  # noqa: F401
+from tests.functional.guest_fixture import counting_guest  # noqa: F401
 
 pytest.importorskip('libvirt')
 
@@ -45,6 +46,10 @@ def make_aio(qemu_dir):
             ('libvirt', 'connection_uri'): uri,
             ('libvirt', 'fall_back_to_test_driver'): False,
             ('image', 'default_image_size_mb'): 64,
+            # Stated, not left to the default: a private ConfigOpts of
+            # another test (glance_fixture.make_conf) shares the option
+            # groups, and its override of the source would leak here.
+            ('image', 'source'): 'local',
             ('database', 'connection'): None,
         }
         overrides.update(extra or {})

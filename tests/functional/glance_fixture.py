@@ -42,14 +42,11 @@ to build it elsewhere. Under ``CI=true`` a virtualenv that cannot be built
 fails the tests (``tests.conftest.require``).
 """
 
-import fcntl
-import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -59,6 +56,7 @@ import pytest
 from oslo_config import cfg
 
 from tests.conftest import require
+from tests.functional import venvs
 
 # glance 33.0.0 is the newest release; it needs Python >= 3.11 and installs
 # with SQLAlchemy 2.0 (oslo.db 18.x keeps SQLAlchemy below 2.1).
@@ -70,49 +68,15 @@ REQUIREMENTS = ('glance==%s' % GLANCE_VERSION,
 
 VENV_ROOT = os.environ.get('LIFECYCLE_GLANCE_VENV_ROOT',
                            '/var/tmp/lifecycle-glance-venv')
-PIP_TIMEOUT = 1800
 START_TIMEOUT = 90
 
 
-def _requirements_key() -> str:
-    digest = hashlib.sha256('\n'.join(REQUIREMENTS).encode()).hexdigest()
-    return 'glance-%s-py%d.%d-%s' % (GLANCE_VERSION, sys.version_info[0],
-                                    sys.version_info[1], digest[:12])
-
-
 def build_venv() -> tuple[str | None, str | None]:
-    """(python of the Glance virtualenv, None) or (None, why not).
-
-    Built once under a lock; ``.complete`` marks a finished install.
-    """
-    os.makedirs(VENV_ROOT, exist_ok=True)
-    venv = os.path.join(VENV_ROOT, _requirements_key())
-    python = os.path.join(venv, 'bin', 'python')
-    marker = os.path.join(venv, '.complete')
-    with open(os.path.join(VENV_ROOT, '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(marker):
-            return python, None
-        shutil.rmtree(venv, ignore_errors=True)
-        started = time.monotonic()
-        steps = [[sys.executable, '-m', 'venv', venv],
-                 [python, '-m', 'pip', 'install', '-q', *REQUIREMENTS]]
-        for cmd in steps:
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True,
-                                      timeout=PIP_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                shutil.rmtree(venv, ignore_errors=True)
-                return None, '%s: %s' % (' '.join(cmd), exc)
-            if proc.returncode:
-                shutil.rmtree(venv, ignore_errors=True)
-                tail = (proc.stdout + proc.stderr).strip()[-2000:]
-                return None, '%s failed:\n%s' % (' '.join(cmd), tail)
-        with open(marker, 'w') as f:
-            f.write('built in %.0f s\n' % (time.monotonic() - started))
-        sys.stderr.write('built %s in %.0f s\n'
-                         % (venv, time.monotonic() - started))
-    return python, None
+    """(python of the Glance virtualenv, None) or (None, why not); built
+    once (tests/functional/venvs.py)."""
+    key = venvs.requirements_key('glance', GLANCE_VERSION,
+                                 REQUIREMENTS)
+    return venvs.build_venv(VENV_ROOT, key, REQUIREMENTS)
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@ the all-in-one on libvirt's test driver (hosts host-a1, host-a2 in group-a,
 host-b1 in group-b; one aggregate per group created at start). Every refused
 request is followed by a check that the aggregates are exactly as before."""
 
+import os
 import time
 
 import pytest
@@ -407,6 +408,7 @@ def test_accounting_follows_shelve_and_unshelve(aio, client):
     assert empty['retained_bytes'] == 0
     assert empty['capacity_bytes'] > 0
     assert 0 < empty['free_bytes'] <= empty['capacity_bytes']
+    assert empty['usage_source'] == 'measured'
 
     server_id = _offloaded(client, 'counted', 'host-a1')
     retained = _group(client, group_a['id'])
@@ -428,6 +430,33 @@ def test_accounting_follows_shelve_and_unshelve(aio, client):
     assert after['retained_disks'] == 0
     assert after['retained_bytes'] == 0
     assert _groups(client)['group-a']['retained_disks'] == 0
+
+
+def test_a_kept_memory_state_counts_in_the_group(aio, client):
+    """A hibernate-shelved server's state file is in the group's usage
+    (what the watermarks and escalation read), and goes with its resume."""
+    group_a = _by_name(client, 'storage-group-a')
+    server_id = _offloaded(client, 'sleepy', 'host-a1')
+    plain = _group(client, group_a['id'])['retained_bytes']
+    assert plain > 0
+    assert client.action(server_id, {'unshelve': None})[0] == 202
+    client.wait(server_id, 'ACTIVE')
+
+    assert client.action(server_id, {'shelve': {
+        'lifecycle:keep_memory': True}})[0] == 202
+    client.wait(server_id, 'SHELVED_OFFLOADED')
+    state = os.path.join(aio.storage_path('group-a'), server_id,
+                         'memory.save')
+    state_bytes = os.lstat(state).st_blocks * 512
+    assert state_bytes > 0
+    kept = _group(client, group_a['id'])
+    assert kept['retained_disks'] == 1
+    assert kept['retained_bytes'] == plain + state_bytes
+
+    assert client.action(server_id, {'unshelve': None})[0] == 202
+    client.wait(server_id, 'ACTIVE')
+    assert not os.path.exists(state)
+    assert _group(client, group_a['id'])['retained_bytes'] == 0
 
 
 def test_configured_capacity_and_invisible_storage(client):
@@ -455,7 +484,9 @@ def test_configured_capacity_and_invisible_storage(client):
         {'set_metadata': {'metadata': {'storage_group': 'group-c'}}})
     assert _groups(client)['group-c'] == {
         'name': 'group-c', 'retained_disks': 0, 'retained_bytes': None,
-        'capacity_bytes': None, 'free_bytes': None}
+        'capacity_bytes': None, 'free_bytes': None,
+        'usage_source': 'unknown', 'usage_reported_by': None,
+        'usage_reported_at': None}
     _ok(client, lonely['id'],
         {'set_metadata': {'metadata': {'storage_capacity_gb': '5'}}})
     assert _group(client, lonely['id'])['capacity_bytes'] == 5 * GiB

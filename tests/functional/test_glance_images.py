@@ -415,7 +415,7 @@ def test_ensure_base_once_per_storage_group(conf, glance_server, name,
             results.append(backend.ensure_base(
                 image_id, lambda p: counting.download(image_id, p),
                 'qcow2'))
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=place, args=(b,)) for b in hosts]

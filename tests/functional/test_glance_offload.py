@@ -7,7 +7,9 @@ import threading
 import time
 
 import pytest
+from oslo_utils import uuidutils
 
+from tests.functional.auth_checks import TokenClient
 from tests.functional.conftest import disk_of
 from tests.functional.conftest import qemu_io
 
@@ -52,12 +54,14 @@ def _wait(predicate, timeout=120, what=''):
 
 def test_full_offload_through_glance(aio, client, glance_server):
     image_id = client.default_image
+    # Other tests of the session's Glance may have read the image already.
+    downloads = glance_server.data_requests(image_id)
     # Two hosts of one group boot the same Glance image: one download.
     first = client.boot('one', host='host-a1')
     second = client.boot('two', host='host-a2')
     client.wait(first, 'ACTIVE')
     client.wait(second, 'ACTIVE')
-    assert glance_server.data_requests(image_id) == 1
+    assert glance_server.data_requests(image_id) == downloads + 1
 
     server_id = _boot_with_pattern(client, aio, 'host-a1')
     group_a_dir = os.path.join(aio.storage_path('group-a'), server_id)
@@ -80,6 +84,36 @@ def test_full_offload_through_glance(aio, client, glance_server):
     assert server['OS-EXT-SRV-ATTR:host'] == 'host-b1'
     qemu_io(disk_of(aio, server_id, 'group-b'), 'read -P 0x6d 16M 4M')
     _wait(lambda: not _exists(aio, shelved), 30, 'shelved image deleted')
+
+
+def test_full_offload_image_belongs_to_the_instance_project(
+        aio, glance_server):
+    """The shelved image is the instance's project's, as Nova's shelve
+    snapshot, not the service's (this Glance's unauthenticated context has
+    no project: without an owner sent the image would have none)."""
+    project = uuidutils.generate_uuid(dashed=False)
+    member = TokenClient(aio.url, 'demo:%s' % project)
+    # An admin of that project boots on a given host; the member shelves.
+    admin = TokenClient(aio.url, 'admin:%s' % project)
+    server_id = admin.boot('owned-vm', image=member.default_image,
+                           host='host-a1')
+    admin.wait(server_id, 'ACTIVE')
+    assert aio.db.instance_get(server_id).project_id == project
+    status, body = member.action(server_id, {'shelve': None})
+    assert status == 202, body
+    _wait(lambda: aio.db.instance_get(server_id).system_metadata.get(
+        'shelved_image_id') and member.server(server_id)[
+        'OS-EXT-STS:task_state'] is None, what='full offload')
+    assert member.server(server_id)['status'] == 'SHELVED_OFFLOADED'
+    image = aio.images.get(aio.db.instance_get(server_id).system_metadata[
+        'shelved_image_id'])
+    assert image['status'] == 'active'
+    assert image['owner'] == project
+    status, body = member.action(server_id, {'unshelve': None})
+    assert status == 202, body
+    member.wait(server_id, 'ACTIVE')
+    status, _ = member.request('DELETE', '/servers/%s' % server_id)
+    assert status == 204
 
 
 def _exists(aio, image_id):

@@ -130,7 +130,7 @@ def test_concurrent_spawns_of_one_instance(drv, observer, disk, host):
         barrier.wait()
         try:
             drv.spawn(spec)
-        except Exception as exc:  # noqa: BLE001 - collected for the assert
+        except Exception as exc:  # collected for the assert
             errors.append(exc)
 
     threads = [threading.Thread(target=spawn) for _ in range(8)]

@@ -131,7 +131,7 @@ def _check_cycle(collector, server_id) -> None:
         payload = event['payload']
         assert payload['nova_object.name'] == 'InstanceActionPayload'
         assert payload['nova_object.namespace'] == 'lifecycle'
-        assert payload['nova_object.version'] == '1.0'
+        assert payload['nova_object.version'] == '1.1'
         data = _data(event)
         assert data['display_name'] == 'noisy'
         assert data['offload_mode'] == 'partial'
@@ -141,6 +141,7 @@ def _check_cycle(collector, server_id) -> None:
         assert flavor['nova_object.data']['vcpus'] == 1
         assert flavor['nova_object.data']['memory_mb'] == 512
         assert data['fault'] is None
+        assert data['memory_state'] is None
 
     assert _data(by_type['instance.create.start'])['task_state'] == \
         'spawning'
@@ -237,6 +238,58 @@ def test_failed_unshelve_sends_error_with_the_fault(make_aio, client_for,
     assert server_id in fault['nova_object.data']['exception_message']
 
 
+def test_hibernate_and_resume_inside_shelve_and_unshelve(
+        make_aio, client_for, listen):
+    topic = 'lc-notify-%s' % uuid.uuid4().hex[:8]
+    aio = make_aio(extra=_settings(topic))
+    collector = listen(notifications.get_transport(), topic)
+    client = client_for(aio.url)
+    server_id = client.boot('sleepy', host='host-a1')
+    client.wait(server_id, 'ACTIVE')
+    assert client.action(server_id, {'shelve': {
+        'lifecycle:keep_memory': True}})[0] == 202
+    client.wait(server_id, 'SHELVED_OFFLOADED')
+    assert client.action(server_id, {'unshelve': None})[0] == 202
+    client.wait(server_id, 'ACTIVE')
+    collector.wait_for(server_id, 'instance.unshelve.end')
+    events = collector.of(server_id)
+    assert [e['event_type'] for e in events] == [
+        'instance.create.start', 'instance.create.end',
+        'instance.shelve.start',
+        'instance.hibernate.start', 'instance.hibernate.end',
+        'instance.shelve.end',
+        'instance.shelve_offload.start', 'instance.shelve_offload.end',
+        'instance.unshelve.start',
+        'instance.hibernate_resume.start', 'instance.hibernate_resume.end',
+        'instance.unshelve.end']
+    by_type = {e['event_type']: _data(e) for e in events}
+    location = '%s/memory.save' % server_id
+    assert by_type['instance.hibernate.start']['memory_state'] is None
+    assert by_type['instance.shelve.end']['memory_state'] == location
+    assert by_type['instance.shelve_offload.end']['memory_state'] == location
+    assert by_type['instance.hibernate_resume.start']['memory_state'] == \
+        location
+    assert by_type['instance.unshelve.end']['memory_state'] is None
+
+    # A state that cannot be restored: .error with the reason, then the
+    # unshelve ends (the guest booted cold).
+    assert client.action(server_id, {'shelve': {
+        'lifecycle:keep_memory': True}})[0] == 202
+    client.wait(server_id, 'SHELVED_OFFLOADED')
+    os.unlink(os.path.join(aio.storage_path('group-a'), location))
+    assert client.action(server_id, {'unshelve': None})[0] == 202
+    client.wait(server_id, 'ACTIVE')
+    collector.wait_for(server_id, 'instance.hibernate_resume.error')
+    error = [e for e in collector.of(server_id)
+             if e['event_type'] == 'instance.hibernate_resume.error'][0]
+    assert error['priority'] == 'error'
+    fault = _data(error)['fault']['nova_object.data']
+    assert fault['exception'] == 'SavedStateUnusable'
+    assert 'the file is missing' in fault['exception_message']
+    ends = [e['event_type'] for e in collector.of(server_id)]
+    assert ends.count('instance.unshelve.end') == 2
+
+
 def test_off_by_default(make_aio, client_for, listen):
     assert CONF.oslo_messaging_notifications.driver == []
     aio = make_aio()
@@ -262,7 +315,7 @@ def _rabbit_usable(url: str) -> bool:
                               connect_timeout=5) as conn:
             conn.connect()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable"
+    except Exception:  # any failure means "not usable"
         return False
 
 

@@ -1,8 +1,9 @@
 """Nova compatibility: nova-scheduler's own loader runs our filter.
 
-Nova and its dependency set live in a separate virtualenv (built once under
-``/var/tmp/lifecycle-nova-venv/``, keyed by the pinned requirements and the
-Python version) so they never leak into the service's environment. A script
+Nova and its dependency set live in a separate virtualenv
+(``tests.nova.venv``: built once under ``/var/tmp/lifecycle-nova-venv/``,
+keyed by the pinned requirements and the Python version) so they never leak
+into the service's environment. A script
 runs there with only ``filters/`` on ``sys.path`` (the service package
 ``lifecycle`` is *not* importable, as on a nova-scheduler host) and:
 
@@ -15,36 +16,23 @@ runs there with only ``filters/`` on ``sys.path`` (the service package
 * also loads our weighers through ``HostWeightHandler`` and runs the resource
   filters on Nova HostStates (attribute names must match Nova's).
 
-Set ``LIFECYCLE_NOVA_PYTHON`` to a Python that already has nova installed to
-skip the virtualenv build, ``LIFECYCLE_NOVA_VENV_ROOT`` to build it elsewhere.
-Under ``CI=true`` a venv that cannot be built fails the test
-(``tests.conftest.require``).
+``LIFECYCLE_NOVA_PYTHON`` and ``LIFECYCLE_NOVA_VENV_ROOT``: see
+``tests.nova.venv``. Under ``CI=true`` a venv that cannot be built fails the
+test (``tests.conftest.require``).
 """
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 
 import pytest
 
-from tests.conftest import require
-
-NOVA_VERSION = '34.0.0'
+from tests.nova import venv
+from tests.nova.venv import NOVA_VERSION, REPO, REQUIREMENTS
 
 pytestmark = pytest.mark.slow
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-REQUIREMENTS = os.path.join(REPO, 'test-requirements-nova.txt')
-VENV_ROOT = os.environ.get('LIFECYCLE_NOVA_VENV_ROOT',
-                           '/var/tmp/lifecycle-nova-venv')
-PIP_TIMEOUT = 1800
 
 SCRIPT = r'''
 import importlib.metadata
@@ -158,46 +146,6 @@ print(json.dumps(out))
 '''
 
 
-def _requirements_key():
-    with open(REQUIREMENTS, 'rb') as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    return 'nova-%s-py%d.%d-%s' % (NOVA_VERSION, sys.version_info[0],
-                                  sys.version_info[1], digest)
-
-
-def _build_venv():
-    """Return (python path, None) or (None, reason). Built once, under a lock;
-    ``.complete`` marks a finished install."""
-    os.makedirs(VENV_ROOT, exist_ok=True)
-    venv = os.path.join(VENV_ROOT, _requirements_key())
-    python = os.path.join(venv, 'bin', 'python')
-    marker = os.path.join(venv, '.complete')
-    with open(os.path.join(VENV_ROOT, '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(marker):
-            return python, None
-        shutil.rmtree(venv, ignore_errors=True)
-        started = time.monotonic()
-        steps = [[sys.executable, '-m', 'venv', venv],
-                 [python, '-m', 'pip', 'install', '-q', '-r', REQUIREMENTS]]
-        for cmd in steps:
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True,
-                                      timeout=PIP_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                shutil.rmtree(venv, ignore_errors=True)
-                return None, '%s: %s' % (' '.join(cmd), exc)
-            if proc.returncode:
-                shutil.rmtree(venv, ignore_errors=True)
-                tail = (proc.stdout + proc.stderr).strip()[-2000:]
-                return None, '%s failed:\n%s' % (' '.join(cmd), tail)
-        with open(marker, 'w') as f:
-            f.write('built in %.0f s\n' % (time.monotonic() - started))
-        sys.stderr.write('built %s in %.0f s\n'
-                         % (venv, time.monotonic() - started))
-    return python, None
-
-
 def test_requirements_file_pins_the_tested_version():
     with open(REQUIREMENTS) as f:
         lines = [line.strip() for line in f]
@@ -206,13 +154,7 @@ def test_requirements_file_pins_the_tested_version():
 
 @pytest.fixture(scope='module')
 def nova_python():
-    python = os.environ.get('LIFECYCLE_NOVA_PYTHON')
-    if python:
-        return python
-    python, reason = _build_venv()
-    require(python is not None,
-            'a virtualenv with nova==%s (%s)' % (NOVA_VERSION, reason))
-    return python
+    return venv.nova_python()
 
 
 @pytest.fixture(scope='module')
@@ -226,10 +168,7 @@ def nova_results(nova_python):
         script = os.path.join(workdir, 'run_nova_filters.py')
         with open(script, 'w') as f:
             f.write(SCRIPT)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith('PYTHON')}
-        env.update(PYTHONPATH=workdir, PYTHONNOUSERSITE='1',
-                   PYTHONWARNINGS='ignore')
+        env = venv.clean_env(PYTHONPATH=workdir)
         proc = subprocess.run([nova_python, script], cwd=workdir, env=env,
                               capture_output=True, text=True, timeout=300)
     finally:

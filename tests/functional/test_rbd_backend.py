@@ -77,7 +77,7 @@ def test_concurrent_imports_leave_one_base(backend, ceph_cluster, image_id,
     def run(b):
         try:
             results.append(b.ensure_base(image_id, _fetcher([])))
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(b,))
@@ -128,10 +128,10 @@ def test_clones_children_and_refused_base_removal(backend, ceph_cluster,
     assert backend.allocated_bytes(first) > 0
 
     # A base with clones is never removed: ours refuses, and so does Ceph.
-    with pytest.raises(rbd_storage.BaseInUse):
+    with pytest.raises(exception.BaseInUse):
         backend.remove_base(base_name)
     assert base_name not in backend.remove_unused_bases(dry_run=True)
-    with pytest.raises(rbd_client.RbdCommandError) as caught:
+    with pytest.raises(exception.RbdCommandError) as caught:
         backend.client.snap_unprotect(base_name, rbd_storage.SNAP)
     assert caught.value.errno == rbd_client.EBUSY
     assert _snaps(ceph_cluster, base_name)[0]['protected'] == 'true'
@@ -142,7 +142,7 @@ def test_clones_children_and_refused_base_removal(backend, ceph_cluster,
     with pytest.raises(exception.RetainedDiskNotFound):
         backend.disk_info(first)
     assert backend.children(base_name) == [second + '_disk']
-    with pytest.raises(rbd_storage.BaseInUse):
+    with pytest.raises(exception.BaseInUse):
         backend.remove_base(base_name)
 
     # The last one gone, the snapshot is unprotected and the base removed.
@@ -161,7 +161,7 @@ def test_protect_unprotect_round_trip(backend, ceph_cluster):
     client.snap_protect(name, 's1')
     assert client.snapshots(name)[0]['protected'] is True
     # A protected snapshot cannot be removed ...
-    with pytest.raises(rbd_client.RbdCommandError) as caught:
+    with pytest.raises(exception.RbdCommandError) as caught:
         client.snap_remove(name, 's1')
     assert caught.value.errno == rbd_client.EBUSY
     # ... until it is unprotected.

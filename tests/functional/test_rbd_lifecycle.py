@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from lifecycle import exception
 from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import rbd as rbd_storage
@@ -192,7 +193,7 @@ def test_rbd_clones_through_shelve_unshelve_full_offload_and_delete(
         if server_id == second:
             _wait_deleted(client, server_id)
             assert not _rbd_exists(ceph_cluster, disk2)
-            with pytest.raises(rbd_storage.BaseInUse):
+            with pytest.raises(exception.BaseInUse):
                 backend.remove_base(base)
     _wait_deleted(client, filler)
     assert ceph_cluster.children('%s/%s@snap' % (POOL, base)) == []

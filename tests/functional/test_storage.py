@@ -62,7 +62,7 @@ def ensure_base_on_two_hosts(instances_path, backend_name, fetch):
         barrier.wait()
         try:
             results.append(backend.ensure_base(IMAGE_ID, fetch))
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(h,)) for h in hosts]

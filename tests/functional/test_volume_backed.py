@@ -1,11 +1,12 @@
 """Volume-backed instances through a real Cinder (cinder-api under gunicorn,
-cinder-scheduler, cinder-volume with Cinder's fake driver; noauth, SQLite,
-RabbitMQ on a private vhost: see cinder_fixture.py).
+cinder-scheduler, cinder-volume; noauth, SQLite, RabbitMQ on a private
+vhost: see cinder_fixture.py) whose volumes are RBD images in the session's
+Ceph cluster (Cinder's own RBD driver).
 
-The guests run on libvirt's test driver (``test:///default``) only: the
-fake driver exports volumes as iSCSI connections without a target, which no
-real QEMU can open, and this service does not connect block devices itself
-(os-brick's job on a real host).
+The guests run on libvirt's test driver (``test:///default``): these tests
+are about the attachment bookkeeping, placement and the API, and the
+domain gets the network disk QEMU would open. The same life cycle on real
+QEMU, with the data checked, is tests/functional/test_volume_backed_qemu.py.
 
 Cinder's attachment delete asks Nova whether an attachment with a
 connection is still in use; noauth gives Cinder no Keystone to find Nova
@@ -25,6 +26,8 @@ from cinderclient import exceptions as cinder_exc
 
 from lifecycle import exception
 from lifecycle.compute import volumes
+from lifecycle.conf import CONF
+from lifecycle.volume import connector
 from lifecycle.conductor import scheduler as scheduler_mod
 from lifecycle.virt import domain_xml
 from tests.functional import cinder_fixture
@@ -82,8 +85,8 @@ def _wait(predicate, timeout=60, what=''):
         time.sleep(0.1)
 
 
-def _volume(cinder, name='root', bootable=True):
-    vol = cinder.volumes.create(1, name=name)
+def _volume(cinder, name='root', bootable=True, volume_type='rbd'):
+    vol = cinder.volumes.create(1, name=name, volume_type=volume_type)
     vol = _wait(lambda: (lambda v: v if v.status != 'creating' else None)(
         cinder.volumes.get(vol.id)), what='volume %s' % vol.id)
     assert vol.status == 'available', vol.status
@@ -144,22 +147,41 @@ def _assert_attached_to(cinder, cinder_server, aio, server_id, volume_id,
     attachment = _attachment(cinder, attachment_id)
     assert attachment['status'] == 'attached', attachment
     assert attachment['instance'] == server_id
-    assert attachment['connection_info']['driver_volume_type'] == 'iscsi'
+    assert attachment['connection_info']['driver_volume_type'] == 'rbd'
     row = cinder_server.attachment_row(attachment_id)
     assert row['attach_status'] == 'attached'
     assert row['attached_host'] == host
-    assert row['connector'] == {
-        'host': host, 'ip': '127.0.0.1',
-        'initiator': 'iqn.2010-10.org.openstack:%s' % host,
-        'platform': 'x86_64', 'os_type': 'linux', 'multipath': False}
+    _assert_os_brick_connector(row['connector'], host)
     vol = cinder.volumes.get(volume_id)
     assert vol.status == 'in-use'
     assert [(a['server_id'], a['host_name'], a['attachment_id'])
             for a in vol.attachments] == [(server_id, host, attachment_id)]
     disks, xml = _domain_disks(server_id)
-    assert disks == ['/dev/disk/by-id/lifecycle-volume-%s' % volume_id]
-    assert "<disk type='block' device='disk'>" in xml
+    assert disks == ['rbd:%s/%s' % (cinder_fixture.RBD_POOL,
+                                    cinder_server.rbd_image(volume_id))]
+    assert "<disk type='network' device='disk'>" in xml
     return attachment_id
+
+
+def _initiator_name():
+    """The host's iSCSI initiator name as open-iscsi wrote it (root-only
+    file: os-brick reads it through its privsep daemon)."""
+    with open('/etc/iscsi/initiatorname.iscsi') as f:
+        for line in f:
+            if line.startswith('InitiatorName='):
+                return line.strip().split('=', 1)[1]
+    return None
+
+
+def _assert_os_brick_connector(found, host):
+    """What os-brick's get_connector_properties says about this host."""
+    assert found['host'] == host
+    assert found['ip'] == CONF.volume.my_ip
+    assert found['multipath'] is False
+    assert found['os_type'] == 'linux'
+    assert found['platform'] == os.uname().machine
+    # Read as root by os-brick's privsep daemon.
+    assert found.get('initiator') == _initiator_name(), found
 
 
 def _assert_reserved(cinder, cinder_server, attachment_id, server_id,
@@ -380,7 +402,7 @@ def test_noauth_urls_with_a_project_id(cinder_server, cinder):
 
     from lifecycle.volume import cinder as cinder_api
 
-    volume_id = _volume(cinder, name='by-project')
+    volume_id = _volume(cinder, name='by-project', volume_type='fake')
     project = 'a1b2c3d4e5f60718293a4b5c6d7e8f90'
     conf = cinder_server.make_conf()
     conf.clear_override('endpoint_override', group='cinder')
@@ -405,12 +427,12 @@ def test_noauth_urls_with_a_project_id(cinder_server, cinder):
 def test_cinder_asks_the_responder_before_deleting(cinder_server, cinder):
     """The harness itself: Cinder refuses to delete an attachment that
     "Nova" says is in use, and deletes it once it is not."""
-    volume_id = _volume(cinder, name='asked')
+    volume_id = _volume(cinder, name='asked', volume_type='fake')
     server_id = '00000000-0000-4000-8000-0000000000aa'
     attachment_id = cinder.attachments.create(volume_id, None,
                                               server_id)['id']
     cinder.attachments.update(attachment_id,
-                              volumes.connector('host-a1'))
+                              connector.connector_properties('host-a1'))
     cinder.attachments.complete(attachment_id)
     cinder_server.nova.lookup = lambda s, v: attachment_id
     try:

@@ -80,7 +80,7 @@ def _rabbit_usable(url: str) -> bool:
                               connect_timeout=5) as conn:
             conn.connect()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable"
+    except Exception:  # any failure means "not usable"
         return False
 
 
@@ -144,14 +144,18 @@ def _die_with_parent() -> None:
 
 class ServiceProcess:
     def __init__(self, name: str, command: str, config_files: list[str],
-                 log_path: str, env: dict | None = None) -> None:
+                 log_path: str, env: dict | None = None,
+                 wrapper: list[str] | None = None) -> None:
         self.name = name
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1',
                    **(env or {}))
         self._terminated = False
         self._log = open(log_path, 'ab')
-        args = [sys.executable, '-m', 'lifecycle.cmd.%s' % command]
+        # ``wrapper``: a command that execs the service (see
+        # :func:`without_mounts`).
+        args = list(wrapper or []) + [sys.executable, '-m',
+                                      'lifecycle.cmd.%s' % command]
         for path in config_files:
             args += ['--config-file', path]
         self.popen = subprocess.Popen(
@@ -216,6 +220,17 @@ class ServiceProcess:
         return self.popen.returncode
 
 
+def without_mounts(*hidden: str) -> list[str]:
+    """A wrapper for :class:`ServiceProcess`: the service runs in a mount
+    namespace of its own where each of ``hidden`` is an empty tmpfs, as on
+    a host that does not mount that storage (needs root)."""
+    script = ' && '.join('mount -t tmpfs none "$%d"' % (i + 1)
+                         for i in range(len(hidden)))
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+            '%s && shift %d && exec "$@"' % (script, len(hidden)), 'sh',
+            *hidden]
+
+
 def _write_conf(path: str, sections: dict[str, dict]) -> str:
     with open(path, 'w') as f:
         for section, options in sections.items():
@@ -261,7 +276,9 @@ class Deployment:
             'libvirt': {'connection_uri': libvirt_uri},
             'compute': {'vcpus': host_vcpus, 'memory_mb': host_memory_mb,
                         'report_interval': 2},
-            'api': {'host': '127.0.0.1', 'port': 0},
+            # No Keystone here: Nova's noauth2 (no token: the admin).
+            'api': {'host': '127.0.0.1', 'port': 0,
+                    'auth_strategy': 'noauth2'},
             # Queues go with the last consumer, and reply/fanout queues of a
             # killed process expire within a minute: runs leave none behind.
             'oslo_messaging_rabbit': {'amqp_auto_delete': 'true',
@@ -288,27 +305,49 @@ class Deployment:
 
     def spawn(self, name: str, command: str,
               extra: dict[str, dict] | None = None,
-              env: dict | None = None) -> ServiceProcess:
+              env: dict | None = None,
+              wrapper: list[str] | None = None) -> ServiceProcess:
         files = [self.common_conf]
         if extra:
             files.append(_write_conf(
                 os.path.join(self.log_dir, '%s.conf' % name), extra))
         process = ServiceProcess(name, command, files,
                                  os.path.join(self.log_dir, '%s.log' % name),
-                                 env)
+                                 env, wrapper)
         self.processes[name] = process
         return process
 
-    def start(self) -> 'Deployment':
+    def start(self, *, extra: dict[str, dict] | None = None,
+              wrappers: dict[str, list[str]] | None = None
+              ) -> 'Deployment':
+        """db sync, the services, the image and the storage groups;
+        ``extra`` adds config sections and ``wrappers`` a wrapper command
+        (:func:`without_mounts`) per service name (``conductor``, ``api``
+        or a host)."""
+        extra = extra or {}
+        wrappers = wrappers or {}
+
+        def conf(name: str, sections: dict) -> dict:
+            for section, options in extra.get(name, {}).items():
+                sections = dict(sections)
+                sections[section] = dict(sections.get(section, {}),
+                                         **options)
+            return sections
+
         synced = self.manage('db', 'sync')
         assert synced.returncode == 0, synced.stdout + synced.stderr
         started = [self.spawn('conductor', 'conductor',
-                              {'DEFAULT': {'host': 'conductor-1'}}),
-                   self.spawn('api', 'api')]
+                              conf('conductor',
+                                   {'DEFAULT': {'host': 'conductor-1'}}),
+                              wrapper=wrappers.get('conductor')),
+                   self.spawn('api', 'api', conf('api', {}) or None,
+                              wrapper=wrappers.get('api'))]
         for host, group in self.hosts.items():
-            started.append(self.spawn(host, 'compute', {'DEFAULT': {
-                'host': host,
-                'instances_path': self._mkdir('storage', group)}}))
+            started.append(self.spawn(host, 'compute', conf(host, {
+                'DEFAULT': {
+                    'host': host,
+                    'instances_path': self._mkdir('storage', group)}}),
+                wrapper=wrappers.get(host)))
         for process in started:
             where = process.wait_ready()
             if process.name == 'api':
@@ -416,7 +455,7 @@ def make_deployment(request, tmp_path, qemu_dir, rabbit_url):
 
     def make(database_url: str, libvirt_uri: str, *, hosts: dict[str, str],
              host_vcpus: int = 4, host_memory_mb: int = 128,
-             start: bool = True) -> Deployment:
+             start: bool = True, **start_args) -> Deployment:
         n = len(deployments)
         log_dir = tmp_path / ('deployment-%d' % n)
         log_dir.mkdir()
@@ -426,7 +465,7 @@ def make_deployment(request, tmp_path, qemu_dir, rabbit_url):
             libvirt_uri=libvirt_uri, hosts=hosts, host_vcpus=host_vcpus,
             host_memory_mb=host_memory_mb)
         deployments.append(deployment)
-        return deployment.start() if start else deployment
+        return deployment.start(**start_args) if start else deployment
 
     yield make
     for deployment in deployments:

@@ -15,19 +15,28 @@ left, every boundary must leave:
   boundary -- one guest goes through all of them;
 * no leaked domain (a domain exactly when the state says so) and no leaked
   or double claim (host usage equals the instance's claim);
-* no leaked image (only the recorded one exists).
+* no leaked image (only the recorded one exists);
+* a memory state file exactly when the instance is shelved offloaded with
+  the file's location recorded (no orphan file, no record without its
+  file), and a resume from it that booted cold instead has a fault.
 
 Each boundary ends "resumed" (the operation completed) or "reverted" (the
 instance is back where it was, with a fault); the table of both is printed.
+The hibernate-shelve and the resume from its memory state have their own
+table (:func:`test_compute_killed_at_every_hibernate_boundary`).
 """
 
+import itertools
 import os
 import time
 
+import libvirt
 import pytest
 import sqlalchemy as sa
 
+from lifecycle import names
 from lifecycle.compute import flows as compute_flows
+from lifecycle.compute import hibernate
 from lifecycle.conductor import flows as conductor_flows
 from lifecycle.db import api as db_api
 from lifecycle.flows import faults
@@ -44,6 +53,7 @@ PATTERN = 'write -P 0x6b 3M 1M'
 SETTLE = 90
 # The conductor gives up on a silent (killed) compute host after this.
 RPC_TIMEOUT = 6
+HIBERNATE = {'shelve': {names.API_KEEP_MEMORY: True}}
 
 
 def boundaries(factory) -> list[tuple[str, str, str]]:
@@ -119,17 +129,23 @@ class Cloud:
         status, reply = self.client.action(server_id, body)
         assert status == 202, (body, status, reply)
 
-    def to_state(self, server_id: str, vm_state: str) -> None:
-        """Bring the instance to ACTIVE or SHELVED_OFFLOADED without
-        faults."""
+    def to_state(self, server_id: str, vm_state: str,
+                 memory: bool = False) -> None:
+        """Bring the instance to ACTIVE or SHELVED_OFFLOADED (``memory``:
+        hibernate-shelved, with a memory state) without faults."""
         instance = self.settle(server_id)
-        if instance.vm_state == vm_state:
+        if (instance.vm_state == vm_state and
+                hibernate.recorded(instance) == memory):
             return
-        if vm_state == 'active':
+        if instance.vm_state != 'active':
             self.action(server_id, {'unshelve': None})
-        else:
-            self.action(server_id, {'shelve': None})
-        assert self.settle(server_id).vm_state == vm_state
+            instance = self.settle(server_id)
+            assert instance.vm_state == 'active'
+        if vm_state != 'active':
+            self.action(server_id, HIBERNATE if memory else {'shelve': None})
+            instance = self.settle(server_id)
+        assert (instance.vm_state, hibernate.recorded(instance)) == (
+            vm_state, memory)
 
     def memory_used(self) -> int:
         with self.db.engine.connect() as conn:
@@ -137,8 +153,17 @@ class Cloud:
                 'SELECT memory_mb_used FROM compute_nodes WHERE host = :h'),
                 {'h': HOST}).scalar()
 
-    def check(self, server_id: str) -> dict:
-        """The invariants after a boundary; returns what was found."""
+    def memory_state_file(self, server_id: str) -> str:
+        """Where :func:`hibernate.memory_state_path` puts it (the group's
+        storage is the compute's instances_path)."""
+        return os.path.join(self.deployment.storage_path(GROUP), server_id,
+                            hibernate.MEMORY_STATE_NAME)
+
+    def check(self, server_id: str, had_memory: bool = False,
+              faults_before: int = 0) -> dict:
+        """The invariants after a boundary; returns what was found.
+        ``had_memory``: the request started from a memory state (and
+        ``faults_before`` faults)."""
         instance = self.settle(server_id)
         sysmeta = instance.system_metadata
         uri = self.deployment.libvirt_uri
@@ -163,11 +188,52 @@ class Cloud:
         images = self.shelved_images(server_id)
         if sorted(images) != ([image_id] if image_id else []):
             problems.append('images %s, recorded %s' % (images, image_id))
+        memory = self.check_memory_state(server_id, instance, domain,
+                                         had_memory, faults_before, problems)
         data_lost = not self.pattern_found(disk, image_id)
         return {'vm_state': instance.vm_state, 'problems': problems,
                 'data_lost': data_lost, 'faults': len(instance.faults),
                 'fully_offloaded': bool(image_id and
-                                        not sysmeta.get('shelved_disk'))}
+                                        not sysmeta.get('shelved_disk')),
+                'memory': memory}
+
+    def check_memory_state(self, server_id: str, instance, domain,
+                           had_memory: bool, faults_before: int,
+                           problems: list) -> str:
+        """The memory state's invariants; 'saved' (kept for a resume),
+        'restored' or 'booted' (the guest after a resume), or '-'."""
+        recorded = instance.system_metadata.get(names.SHELVED_MEMORY_STATE)
+        present = os.path.exists(self.memory_state_file(server_id))
+        if present and not recorded:
+            problems.append('memory state file without its record')
+        if recorded and not present:
+            problems.append('memory state recorded without its file')
+        if recorded and recorded != os.path.join(
+                server_id, hibernate.MEMORY_STATE_NAME):
+            problems.append('memory state recorded at %s' % recorded)
+        if (recorded or present) and instance.vm_state != 'shelved_offloaded':
+            problems.append('memory state kept in %s' % instance.vm_state)
+        if recorded and present:
+            return 'saved'
+        if not (had_memory and domain and domain['running']):
+            return '-'
+        # libvirt's own record of how the guest started: from the state
+        # file, or booted (the cold-boot fallback).
+        if self.running_reason(server_id) == (
+                libvirt.VIR_DOMAIN_RUNNING_RESTORED):
+            return 'restored'
+        new_faults = instance.faults[:len(instance.faults) - faults_before]
+        if not any(f.details == 'SavedStateUnusable' for f in new_faults):
+            problems.append('booted cold from a memory state without a '
+                            'fault')
+        return 'booted'
+
+    def running_reason(self, server_id: str) -> int:
+        conn = libvirt.open(self.deployment.libvirt_uri)
+        try:
+            return conn.lookupByUUIDString(server_id).state()[1]
+        finally:
+            conn.close()
 
     def shelved_images(self, server_id: str) -> list[str]:
         found = []
@@ -188,7 +254,7 @@ class Cloud:
             return False
         try:
             qemu_io(source, PATTERN.replace('write', 'read'))
-        except (AssertionError, Exception):  # noqa: BLE001 - it's the finding
+        except (AssertionError, Exception):  # it's the finding
             return False
         return True
 
@@ -231,12 +297,14 @@ def boot_with_pattern(cloud) -> str:
     return server_id
 
 
-def report(title: str, rows: list[dict]) -> str:
-    lines = [title, '%-52s %-9s %-18s %s' % ('boundary', 'outcome',
-                                             'state', 'data lost')]
+def report(title: str, rows: list[dict], memory: bool = False) -> str:
+    """The table; ``memory`` adds the memory state's column."""
+    form = '%-52s %-9s %-18s ' + ('%-9s ' if memory else '%.0s') + '%s'
+    lines = [title, form % ('boundary', 'outcome', 'state', 'memory',
+                            'data lost')]
     for row in rows:
-        lines.append('%-52s %-9s %-18s %s' % (
-            row['boundary'], row['outcome'], row['vm_state'],
+        lines.append(form % (
+            row['boundary'], row['outcome'], row['vm_state'], row['memory'],
             'YES' if row['data_lost'] else '0'))
     resumed = sum(r['outcome'] == 'resumed' for r in rows)
     lines.append('boundaries tried %d, resumed %d, reverted %d, data lost %d'
@@ -246,18 +314,20 @@ def report(title: str, rows: list[dict]) -> str:
 
 
 def run_boundary(cloud, server_id: str, boundary: tuple, *,
-                 start_state: str, request: dict, done, restart_args: tuple
-                 ) -> dict:
+                 start_state: str, request: dict, done, restart_args: tuple,
+                 start_memory: bool = False) -> dict:
     """Kill the service at ``boundary`` during ``request``, restart it,
-    check; ``done(found)`` tells a completed operation."""
+    check; ``done(found)`` tells a completed operation. ``start_memory``:
+    ``start_state`` with a memory state (hibernate-shelved)."""
     name = ':'.join(boundary)
-    cloud.to_state(server_id, start_state)
+    cloud.to_state(server_id, start_state, memory=start_memory)
     faults_before = len(cloud.instance(server_id).faults)
     process = cloud.restart(*restart_args, boundary=name)
     cloud.action(server_id, request)
     cloud.wait_killed(process, name)
     cloud.restart(*restart_args)
-    found = cloud.check(server_id)
+    found = cloud.check(server_id, had_memory=start_memory,
+                        faults_before=faults_before)
     found['boundary'] = name
     found['outcome'] = 'resumed' if done(found) else 'reverted'
     if found['outcome'] == 'reverted' and found['faults'] == faults_before:
@@ -306,6 +376,60 @@ def test_compute_killed_at_every_boundary(cloud, capsys):
         (r['boundary'], r['problems']) for r in rows if r['problems']]
     assert sum(r['data_lost'] for r in rows) == 0
     assert len(rows) == len(plan)
+
+
+# The unshelve tasks that act differently when a memory state is kept:
+# start_domain restores the guest from it (or boots cold, with a fault),
+# record_active drops its record with the other shelved_* keys, and
+# delete_memory_state deletes the file. accept_unshelve and
+# prepare_root_disk do for a hibernate-shelved server exactly what they do
+# for any retained disk, and delete_shelved_image has no image to delete
+# after a partial offload: the plain unshelve rows above cover those.
+MEMORY_UNSHELVE_TASKS = {'start_domain', 'record_active',
+                         'delete_memory_state'}
+
+
+def hibernated(found: dict) -> bool:
+    return (found['vm_state'] == 'shelved_offloaded' and
+            found['memory'] == 'saved')
+
+
+@pytest.mark.timeout(900)  # 10 boundaries, two restarts each
+def test_compute_killed_at_every_hibernate_boundary(cloud, capsys):
+    """Hibernate-shelve (then its offload) and the unshelve that resumes
+    from the memory state: resumed or reverted, the state file neither
+    leaked nor lost while its record says it is kept."""
+    server_id = boot_with_pattern(cloud)
+    partial = (HOST, 'compute', compute_conf(cloud.deployment, 'partial'))
+    shelving = [(b, 'active', False, HIBERNATE, hibernated)
+                for b in boundaries(compute_flows.hibernate_shelve_flow)]
+    resuming = [(b, 'shelved_offloaded', True, {'unshelve': None},
+                 in_state('active'))
+                for b in boundaries(compute_flows.unshelve_flow)
+                if b[1] in MEMORY_UNSHELVE_TASKS]
+    assert {b[1] for b, *_ in resuming} == MEMORY_UNSHELVE_TASKS
+    # Alternated: a hibernate-shelve row leaves the hibernated server the
+    # next resume row starts from, and that one the running server the
+    # next hibernate-shelve needs.
+    plan = [row for pair in itertools.zip_longest(shelving, resuming)
+            for row in pair if row]
+    rows = []
+    for boundary, start, memory, request, done in plan:
+        found = run_boundary(
+            cloud, server_id, boundary, start_state=start, request=request,
+            done=done, restart_args=partial, start_memory=memory)
+        if (request is HIBERNATE and found['vm_state'] == 'shelved_offloaded'
+                and found['memory'] != 'saved'):
+            found['problems'].append('hibernate-shelve lost the memory state')
+        rows.append(found)
+    with capsys.disabled():
+        print('\n' + report('compute killed (SIGKILL) at each hibernate-shelve'
+                            ' and resume-from-memory boundary', rows,
+                            memory=True))
+    assert [r['boundary'] for r in rows if r['problems']] == [], [
+        (r['boundary'], r['problems']) for r in rows if r['problems']]
+    assert sum(r['data_lost'] for r in rows) == 0
+    assert len(rows) == len(plan) == 10
 
 
 def test_conductor_killed_at_every_boundary(cloud, capsys):

@@ -7,6 +7,7 @@ import pytest
 import webob
 
 from lifecycle import exception
+from lifecycle.api import auth
 from lifecycle.api import wsgi
 from lifecycle.conf import CONF
 
@@ -116,7 +117,7 @@ def _app(handler=None):
         {'got': body}, 202, {'Location': 'http://x/thing/1'}))
     router.connect('/thing/{id}', 'DELETE',
                    lambda req, id: wsgi.Result(None, 204))
-    return router
+    return auth.NoAuth2(router)
 
 
 def _get(app, path='/v2.1/thing', method='GET', body=None, headers=None):
@@ -175,15 +176,30 @@ def test_malformed_version_is_400_without_version_headers():
     assert 'OpenStack-API-Version' not in resp.headers
 
 
-def test_context_from_headers_with_admin_default():
+def test_noauth2_context_with_admin_default():
+    """Nova's noauth2: USER:PROJECT tokens; no token (or keystoneauth1's
+    ``notused`` of auth_type none) is the admin of project admin; the
+    identity headers a caller sends are not believed."""
     assert _get(_app()).json['project'] == 'admin'
-    resp = _get(_app(), headers={'X-User-Id': 'u1', 'X-Project-Id': 'p1'})
+    resp = _get(_app(), headers={'X-Auth-Token': 'notused'})
+    assert (resp.json['user'], resp.json['project']) == ('admin', 'admin')
+    resp = _get(_app(), headers={'X-Auth-Token': 'u1:p1'})
     assert (resp.json['user'], resp.json['project']) == ('u1', 'p1')
+    resp = _get(_app(), headers={'X-Auth-Token': 'u2'})
+    assert (resp.json['user'], resp.json['project']) == ('u2', 'u2')
+    resp = _get(_app(), headers={'X-User-Id': 'u1', 'X-Project-Id': 'p1'})
+    assert (resp.json['user'], resp.json['project']) == ('admin', 'admin')
+
+
+def test_router_without_authentication_refuses():
+    resp = _get(_app().application)
+    assert resp.status_int == 401
+    assert resp.json['unauthorized']['code'] == 401
 
 
 def test_project_id_in_url_is_accepted_and_checked():
     assert _get(_app(), '/v2.1/abc123/thing').json['project'] == 'abc123'
-    resp = _get(_app(), '/v2.1/abc123/thing', headers={'X-Project-Id': 'ff'})
+    resp = _get(_app(), '/v2.1/abc123/thing', headers={'X-Auth-Token': 'u:ff'})
     assert resp.status_int == 400
     assert "doesn't match Context's project_id" in (
         resp.json['badRequest']['message'])

@@ -102,10 +102,26 @@ def test_unsupported_create_keys_are_rejected(key, value):
 
 def test_unknown_top_level_key_is_rejected():
     body = _server()
-    body['os:scheduler_hints'] = {}
+    body['os:scheduler_hintz'] = {}
     assert bad(schemas.SERVER_CREATE, '2.1', body) == (
-        "Additional properties are not allowed ('os:scheduler_hints' was "
+        "Additional properties are not allowed ('os:scheduler_hintz' was "
         "unexpected)")
+
+
+@pytest.mark.parametrize('key', ['os:scheduler_hints',
+                                 'OS-SCH-HNT:scheduler_hints'])
+def test_scheduler_hints_are_accepted_as_nova(key):
+    """Nova's hints body: known hints typed, unknown ones accepted."""
+    uuid = '8b1b5fa3-6a53-4b1c-9f0e-0d7f5c2a1e11'
+    for hints in ({}, {'storage_group': 'group-a'},
+                  {'same_host': uuid}, {'different_host': [uuid]},
+                  {'whatever': ['x']}):
+        body = _server()
+        body[key] = hints
+        ok(schemas.SERVER_CREATE, '2.1', body)
+    body = _server()
+    body[key] = {'same_host': 'not-a-uuid'}
+    assert bad(schemas.SERVER_CREATE, '2.1', body)
 
 
 def test_harmless_nova_keys_are_accepted():

@@ -6,10 +6,11 @@ import pytest
 from cinderclient import exceptions as cinder_exc
 
 from lifecycle import exception
-from lifecycle import volume
 from lifecycle.compute import block_device
 from lifecycle.compute import volumes
+from lifecycle.virt import domain_xml
 from lifecycle.volume import cinder
+from lifecycle.volume import connector
 
 VOL = '5c3e3a4e-1f0b-4d4c-9a55-2f1c2c3d4e5f'
 
@@ -62,35 +63,44 @@ def test_refused(image, bdms, reason):
     assert reason in caught.value.format_message()
 
 
-def test_connector():
-    assert volumes.connector('host-b1') == {
-        'host': 'host-b1', 'ip': '127.0.0.1',
-        'initiator': 'iqn.2010-10.org.openstack:host-b1',
-        'platform': 'x86_64', 'os_type': 'linux', 'multipath': False}
-
-
-def test_connection_info_and_device():
+def test_translate_connection_info():
     attachment = {'connection_info': {
         'driver_volume_type': 'iscsi', 'attachment_id': 'a',
         'access_mode': 'rw', 'target_portal': '10.0.0.5:3260',
         'target_iqn': 'iqn.2010-10.org.openstack:volume-x',
         'target_lun': 1}}
-    info = volumes.translate_connection_info(attachment)
-    assert info == {'driver_volume_type': 'iscsi', 'data': {
-        'access_mode': 'rw', 'target_portal': '10.0.0.5:3260',
-        'target_iqn': 'iqn.2010-10.org.openstack:volume-x',
-        'target_lun': 1}}
-    assert volumes.device_path(info, VOL) == (
-        '/dev/disk/by-path/ip-10.0.0.5:3260-iscsi-'
-        'iqn.2010-10.org.openstack:volume-x-lun-1')
-    # Cinder's fake driver: no target.
-    fake = volumes.translate_connection_info(
-        {'connection_info': {'driver_volume_type': 'iscsi',
-                             'access_mode': 'rw'}})
-    assert volumes.device_path(fake, VOL) == \
-        '/dev/disk/by-id/lifecycle-volume-%s' % VOL
-    with pytest.raises(volume.InvalidVolume):
-        volumes.device_path({'driver_volume_type': 'rbd', 'data': {}}, VOL)
+    assert volumes.translate_connection_info(attachment) == {
+        'driver_volume_type': 'iscsi', 'data': {
+            'access_mode': 'rw', 'target_portal': '10.0.0.5:3260',
+            'target_iqn': 'iqn.2010-10.org.openstack:volume-x',
+            'target_lun': 1}}
+
+
+RBD_DATA = {'name': 'cinder-volumes/volume-x', 'hosts': ['127.0.0.1'],
+            'ports': ['6790'], 'auth_enabled': False}
+
+
+def test_rbd_connection_is_a_network_disk():
+    disk = connector.connect({'driver_volume_type': 'rbd',
+                              'data': dict(RBD_DATA)}, VOL, 'host-a1')
+    net = disk.path if hasattr(disk, 'path') else disk
+    assert isinstance(net, domain_xml.NetworkDisk)
+    assert (net.pool, net.image) == ('cinder-volumes', 'volume-x')
+    assert net.hosts == (('127.0.0.1', 6790),)
+    assert net.username is None and net.secret_uuid is None
+
+
+@pytest.mark.parametrize('info', [
+    {'driver_volume_type': 'rbd', 'data': dict(RBD_DATA, hosts=[],
+                                               ports=[])},
+    {'driver_volume_type': 'rbd', 'data': dict(RBD_DATA, name='nopool')},
+    {'driver_volume_type': 'rbd', 'data': dict(RBD_DATA, auth_enabled=True)},
+    {'driver_volume_type': 'nfs', 'data': {'export': 'h:/x'}},
+    {'driver_volume_type': 'iscsi', 'data': {'access_mode': 'rw'}},
+])
+def test_bad_connection_info_is_refused(info):
+    with pytest.raises(exception.InvalidVolume):
+        connector.connect(info, VOL, 'host-a1')
 
 
 class _Volumes:
@@ -113,11 +123,11 @@ class _Client:
 
 
 @pytest.mark.parametrize('error, expected', [
-    (cinder_exc.NotFound(404), volume.VolumeNotFound),
-    (cinder_exc.BadRequest(400), volume.InvalidVolume),
-    (cinder_exc.ClientException(409), volume.InvalidVolume),
-    (cinder_exc.ClientException(500), volume.VolumeServiceError),
-    (ConnectionRefusedError(), volume.VolumeServiceError),
+    (cinder_exc.NotFound(404), exception.VolumeNotFound),
+    (cinder_exc.BadRequest(400), exception.InvalidVolume),
+    (cinder_exc.ClientException(409), exception.InvalidVolume),
+    (cinder_exc.ClientException(500), exception.VolumeServiceError),
+    (ConnectionRefusedError(), exception.VolumeServiceError),
 ])
 def test_client_errors(error, expected):
     api = cinder.CinderAPI(client=_Client(error))
@@ -136,6 +146,6 @@ def test_delete_of_a_missing_volume_is_not_an_error():
 
 def test_unconfigured_cinder_refuses_with_400():
     api = cinder.CinderAPI()
-    with pytest.raises(volume.VolumeServiceNotConfigured) as caught:
+    with pytest.raises(exception.VolumeServiceNotConfigured) as caught:
         api.get(VOL)
     assert caught.value.code == 400

@@ -17,12 +17,21 @@ behaviours:
   ``die`` (exits non-zero);
 - ``database_connection_url`` gives a SQLite URL in the test directory and
   ``get_transport_url`` a RabbitMQ URL;
+- lib/keystone's ``configure_keystoneauth`` and
+  ``configure_keystone_authtoken_middleware`` write what devstack's write;
+  ``create_service_user``, ``get_or_create_service`` and
+  ``get_or_create_endpoint`` are recorded; ``is_service_enabled keystone``
+  is devstack's ``is_keystone_enabled`` (the service ``key``);
+- lib/apache's ``write_uwsgi_config`` writes the options of devstack's that
+  the plugin relies on (``module``, ``http``; no Apache site when ``http``
+  is given), and ``bin/uwsgi`` is a stand-in for ``which uwsgi``;
 - ``bin/oslo-config-generator`` is the real generator of this venv and
   ``bin/lifecycle-manage`` the real command, so the configuration file is
   really generated and ``db sync`` really builds the schema;
 - ``bin/openstack`` is a fake client keeping aggregates per cloud (the
   devstack-admin cloud, i.e. Nova, and the lifecycle API endpoint) in a JSON
-  file, failing like the real one on duplicates.
+  file, failing like the real one on duplicates; ``token issue`` prints
+  :data:`ADMIN_TOKEN`.
 
 The ``lifecycle`` namespace of oslo-config-generator is an entry point of the
 installed package; when the package is not installed (a bare checkout on a
@@ -61,6 +70,9 @@ DEVSTACK_NOVA_FILTERS = NOVA_DEFAULT_FILTERS + ',SameHostFilter,' \
 SERVICE_HOST = '192.0.2.10'
 NODE = 'devstack-node1'
 API_URL = 'http://%s:8784/v2.1' % SERVICE_HOST
+KEYSTONE_URI = 'http://%s/identity' % SERVICE_HOST
+ADMIN_TOKEN = 'gAAAAAB-devstack-admin-token'
+UWSGI_MODULE = 'lifecycle.wsgi.api:application'
 
 SHIM = r'''
 # Stand-ins for the devstack functions the plugin calls (see the test's
@@ -112,6 +124,11 @@ function is_service_enabled {
             return 0
         fi
         if [[ $service == nova && ",$ENABLED_SERVICES" == *",n-"* ]]; then
+            return 0
+        fi
+        # lib/keystone's is_keystone_enabled
+        if [[ $service == keystone && ",$ENABLED_SERVICES," == *",key,"* &&
+                ",${DISABLED_SERVICES:-}," != *",keystone,"* ]]; then
             return 0
         fi
     done
@@ -208,6 +225,68 @@ function iniadd {
     iniset_multiline $file $section $option $values
 }
 
+# --- lib/keystone, devstack's semantics -------------------------------------
+
+function configure_keystoneauth {
+    _shim_record configure_keystoneauth "$@"
+    local conf_file=$1 admin_user=$2 section=$3
+    iniset $conf_file $section auth_type password
+    iniset $conf_file $section interface public
+    iniset $conf_file $section auth_url $KEYSTONE_SERVICE_URI
+    iniset $conf_file $section username $admin_user
+    iniset $conf_file $section password $SERVICE_PASSWORD
+    iniset $conf_file $section user_domain_name "$SERVICE_DOMAIN_NAME"
+    iniset $conf_file $section project_name $SERVICE_PROJECT_NAME
+    iniset $conf_file $section project_domain_name "$SERVICE_DOMAIN_NAME"
+}
+
+function configure_keystone_authtoken_middleware {
+    _shim_record configure_keystone_authtoken_middleware "$@"
+    local conf_file=$1 admin_user=$2 section=${3:-keystone_authtoken}
+    local service_type=$4
+    configure_keystoneauth $conf_file $admin_user $section
+    iniset $conf_file $section www_authenticate_uri $KEYSTONE_SERVICE_URI
+    iniset $conf_file $section cafile $SSL_BUNDLE_FILE
+    iniset $conf_file $section memcached_servers $MEMCACHE_SERVERS
+    if [[ -n "$service_type" ]]; then
+        iniset $conf_file $section service_type $service_type
+    fi
+}
+
+function create_service_user {
+    _shim_record create_service_user "$@"
+}
+
+function get_or_create_service {
+    _shim_record get_or_create_service "$@"
+}
+
+function get_or_create_endpoint {
+    _shim_record get_or_create_endpoint "$@"
+}
+
+# --- lib/apache --------------------------------------------------------------
+
+function write_uwsgi_config {
+    _shim_record write_uwsgi_config "$@"
+    local conf=$1 wsgi=$2 url=$3 http=$4 name=$5
+    rm -rf $conf
+    if [[ "$wsgi" =~ ^[a-zA-Z0-9_.]+:[a-zA-Z0-9_]+$ ]]; then
+        iniset "$conf" uwsgi module "$wsgi"
+    else
+        iniset "$conf" uwsgi wsgi-file "$wsgi"
+    fi
+    iniset "$conf" uwsgi processes $API_WORKERS
+    iniset "$conf" uwsgi master true
+    if [[ -n "$http" ]]; then
+        iniset "$conf" uwsgi http $http
+    else
+        # devstack proxies $url from Apache to a socket of uwsgi.
+        _shim_record apache_site "$name" "$url"
+        iniset "$conf" uwsgi socket "/var/run/uwsgi/${name}.socket"
+    fi
+}
+
 # --- services, database, message bus ----------------------------------------
 
 function get_python_exec_prefix {
@@ -275,7 +354,9 @@ import sys
 argv = sys.argv[1:]
 with open(os.environ['SHIM_CALLS'], 'a') as log:
     log.write('\t'.join(['openstack', 'env:OS_CLOUD=%s'
-                         % os.environ.get('OS_CLOUD', '<unset>')] + argv))
+                         % os.environ.get('OS_CLOUD', '<unset>'),
+                         'env:OS_TOKEN=%s'
+                         % os.environ.get('OS_TOKEN', '<unset>')] + argv))
     log.write('\n')
 
 cloud = 'cloud:' + os.environ.get('OS_CLOUD', '<unset>')
@@ -296,6 +377,10 @@ except FileNotFoundError:
     state = {}
 aggregates = state.setdefault(cloud, {})
 
+if argv[:2] == ['token', 'issue']:
+    assert cloud == 'cloud:devstack-admin', cloud
+    print('@ADMIN_TOKEN@')
+    sys.exit(0)
 if argv[:1] != ['aggregate']:
     sys.exit('fake openstack: unsupported command %s' % argv)
 action, args = argv[1], argv[2:]
@@ -338,7 +423,7 @@ else:
     sys.exit('fake openstack: unsupported aggregate action %s' % action)
 with open(state_file, 'w') as f:
     json.dump(state, f)
-'''
+'''.replace('@ADMIN_TOKEN@', ADMIN_TOKEN)
 
 # nova.conf as devstack's create_nova_conf leaves it (abridged).
 DEVSTACK_NOVA_CONF = '''
@@ -384,6 +469,9 @@ class Devstack:
             f.write(FAKE_OPENSTACK)
         self._executable('openstack', '#!/bin/bash\nexec "$SHIM_PYTHON" %s '
                          '"$@"\n' % fake)
+        self._executable('uwsgi', '#!/bin/bash\nexit 1\n')
+        self.uwsgi_conf = os.path.join(self.conf_dir,
+                                       'lifecycle-api-uwsgi.ini')
         self.pythonpath = [REPO]
         extra = entry_points.opts_entry_point_dir(
             os.path.join(self.shim_dir, 'ep'))
@@ -424,6 +512,14 @@ class Devstack:
             'NOVA_INSTANCES_PATH': self.instances,
             'LIBVIRT_TYPE': 'kvm',
             'LIBVIRT_GROUP': 'libvirt',
+            # lib/keystone, lib/apache
+            'KEYSTONE_SERVICE_URI': KEYSTONE_URI,
+            'SERVICE_PASSWORD': 'secretservice',
+            'SERVICE_DOMAIN_NAME': 'Default',
+            'SERVICE_PROJECT_NAME': 'service',
+            'MEMCACHE_SERVERS': 'localhost:11211',
+            'SSL_BUNDLE_FILE': '/opt/stack/data/ca-bundle.pem',
+            'API_WORKERS': '2',
             # stack.sh exports it after writing clouds.yaml
             'OS_CLOUD': 'devstack-admin',
             # local.conf
@@ -522,6 +618,55 @@ def _run_process_calls(ds):
     return {c[1]: c[2:] for c in ds.calls('run_process')}
 
 
+def _check_keystone_conf(ds, service_type):
+    """[keystone_authtoken] and [service_user] as devstack's lib/keystone
+    writes them for the service user ``lifecycle``."""
+    auth = {'auth_type': ['password'], 'interface': ['public'],
+            'auth_url': [KEYSTONE_URI], 'username': ['lifecycle'],
+            'password': ['secretservice'], 'user_domain_name': ['Default'],
+            'project_name': ['service'], 'project_domain_name': ['Default']}
+    assert read_section(ds.conf, 'keystone_authtoken') == dict(
+        auth, www_authenticate_uri=[KEYSTONE_URI],
+        cafile=['/opt/stack/data/ca-bundle.pem'],
+        memcached_servers=['localhost:11211'], service_type=[service_type])
+    assert read_section(ds.conf, 'service_user') == dict(
+        auth, send_service_user_token=['True'])
+    assert ds.calls('configure_keystone_authtoken_middleware') == [
+        ['configure_keystone_authtoken_middleware', ds.conf, 'lifecycle',
+         'keystone_authtoken', service_type]]
+
+
+def _check_uwsgi_conf(ds, http):
+    assert ds.calls('write_uwsgi_config') == [
+        ['write_uwsgi_config', ds.uwsgi_conf, UWSGI_MODULE, '', http,
+         'lifecycle-api']]
+    uwsgi = read_section(ds.uwsgi_conf, 'uwsgi')
+    assert uwsgi['module'] == [UWSGI_MODULE]
+    assert uwsgi['http'] == [http]
+    assert uwsgi['env'] == ['LIFECYCLE_CONFIG_FILES=%s' % ds.conf]
+    # The module uwsgi imports is this project's WSGI entry point.
+    module, _, attr = UWSGI_MODULE.partition(':')
+    path = os.path.join(REPO, *module.split('.')) + '.py'
+    with open(path) as f:
+        assert '\n%s = ' % attr in f.read(), path
+
+
+def _check_openstack_calls(ds, lifecycle_args, token):
+    """Every ``openstack`` call: Nova's through the devstack-admin cloud,
+    the lifecycle API's through ``lifecycle_args`` without it (and with
+    ``token`` in OS_TOKEN)."""
+    for call in ds.calls('openstack'):
+        if '--os-endpoint' in call:
+            assert call[1:3] == ['env:OS_CLOUD=<unset>',
+                                 'env:OS_TOKEN=%s' % token]
+            assert call[3:3 + len(lifecycle_args)] == lifecycle_args
+        else:
+            assert call[1:3] == ['env:OS_CLOUD=devstack-admin',
+                                 'env:OS_TOKEN=<unset>']
+            assert call[3:7] == ['--os-cloud', 'devstack-admin',
+                                 '--os-region-name', 'RegionOne']
+
+
 class TestAllInOneNode:
     """One node running Nova and every lifecycle service."""
 
@@ -549,7 +694,9 @@ class TestAllInOneNode:
         assert conf.transport_url == \
             'rabbit://stackrabbit:secret@%s:5672/' % SERVICE_HOST
         assert conf.host == NODE
-        assert conf.instances_path == ds.instances
+        # Its own instances directory, not Nova's (the layout trap).
+        assert conf.instances_path == os.path.join(ds.state, 'instances')
+        assert conf.instances_path != ds.instances
         assert conf.database.connection == 'sqlite:///' + ds.db_file
         assert conf.api.host == '0.0.0.0'
         assert conf.api.port == 8784
@@ -586,11 +733,35 @@ class TestAllInOneNode:
             ['async_wait', 'configure_neutron_nova']]
         assert names.index('async_wait') < names.index('iniadd')
 
+        # Keystone: auth_token in front of the API, the service user's
+        # token beside the user's to Glance and Cinder, the service user and
+        # the endpoint (not "compute", which is nova-api's here).
+        assert conf.api.auth_strategy == 'keystone'
+        _check_keystone_conf(ds, 'shelve-lifecycle')
+        assert conf.service_user.send_service_user_token is True
+        assert ds.calls('create_service_user') == [
+            ['create_service_user', 'lifecycle', 'admin']]
+        assert ds.calls('get_or_create_service') == [
+            ['get_or_create_service', 'lifecycle', 'shelve-lifecycle',
+             'shelve-lifecycle (Nova-compatible compute API)']]
+        assert ds.calls('get_or_create_endpoint') == [
+            ['get_or_create_endpoint', 'shelve-lifecycle', 'RegionOne',
+             API_URL]]
+        # Accounts once lifecycle.conf is written, before the services.
+        assert names.index('configure_keystone_authtoken_middleware') < \
+            names.index('create_service_user') < names.index('run_process')
+
+        # The API under uwsgi, serving the WSGI entry point over HTTP on the
+        # API's address and port (the URL of the catalog).
+        _check_uwsgi_conf(ds, '0.0.0.0:8784')
+        assert not ds.calls('apache_site')
+
         # Services.
         bin_dir = ds.bin
         assert _run_process_calls(ds) == {
             'lifecycle-api': [
-                '%s/lifecycle-api --config-file %s' % (bin_dir, ds.conf)],
+                '%s/uwsgi --procname-prefix lifecycle-api --ini %s'
+                % (bin_dir, ds.uwsgi_conf)],
             'lifecycle-conductor': [
                 '%s/lifecycle-conductor --config-file %s'
                 % (bin_dir, ds.conf)],
@@ -606,23 +777,18 @@ class TestAllInOneNode:
         assert names.index('run_process') < names.index('openstack')
 
         # The storage group, in Nova (admin credentials) and in lifecycle
-        # (its noauth endpoint, without the devstack-admin cloud).
+        # (its endpoint, with the devstack-admin cloud's token in the
+        # environment, not the cloud: it would reach nova-api).
         group = {'properties': {'storage_group': 'default'},
                  'hosts': [NODE]}
         assert ds.openstack_state() == {
             'cloud:devstack-admin': {'lifecycle-default': group},
             'endpoint:' + API_URL: {'lifecycle-default': group},
         }
-        for call in ds.calls('openstack'):
-            if '--os-endpoint' in call:
-                assert call[1] == 'env:OS_CLOUD=<unset>'
-                assert call[2:6] == ['--os-auth-type', 'none',
-                                     '--os-endpoint', API_URL]
-            else:
-                assert call[2:6] == ['--os-cloud', 'devstack-admin',
-                                     '--os-region-name', 'RegionOne']
-        creates = [c[6:] for c in ds.calls('openstack')
-                   if c[6:8] == ['aggregate', 'create']]
+        _check_openstack_calls(ds, ['--os-auth-type', 'admin_token',
+                                    '--os-endpoint', API_URL], ADMIN_TOKEN)
+        creates = [c[7:] for c in ds.calls('openstack')
+                   if c[7:9] == ['aggregate', 'create']]
         assert creates == [['aggregate', 'create', '--property',
                             'storage_group=default', 'lifecycle-default']] * 2
 
@@ -635,7 +801,7 @@ class TestAllInOneNode:
         with open(ds.nova_conf) as f:
             assert f.read() == nova_conf_before
         assert ds.openstack_state() == state_before
-        second = [c[6:8] for c in ds.calls('openstack', last_run_only=True)]
+        second = [c[7:9] for c in ds.calls('openstack', last_run_only=True)]
         assert ['aggregate', 'create'] not in second
         assert ['aggregate', 'add'] not in second
 
@@ -689,6 +855,119 @@ class TestAllInOneNode:
         assert not ds.calls('async_wait')
 
 
+    def test_nova_instances_path_refused(self, devstack):
+        # The service's layout is Nova's: sharing Nova's instances path
+        # would let Nova's image cache delete the service's bases.
+        ds = devstack
+        with open(ds.nova_conf, 'w') as f:
+            f.write(DEVSTACK_NOVA_CONF)
+        ds.extra_env['LIFECYCLE_INSTANCES_PATH'] = ds.instances + '/'
+        result = ds.run(('stack', 'post-config'), check=False)
+        assert result.returncode != 0
+        assert "must not be Nova's" in result.stderr
+        assert not ds.calls('lifecycle-manage')
+
+
+    def test_without_keystone_noauth2_and_embedded_server(self, devstack):
+        """No Keystone here: noauth2, no accounts, the storage group added
+        without a token; LIFECYCLE_USE_UWSGI=False runs lifecycle-api's
+        embedded server."""
+        ds = devstack
+        with open(ds.nova_conf, 'w') as f:
+            f.write(DEVSTACK_NOVA_CONF)
+        ds.enabled.remove('key')
+        ds.extra_env['LIFECYCLE_USE_UWSGI'] = 'False'
+        ds.run(('stack', 'install'), ('stack', 'post-config'),
+               ('stack', 'extra'))
+        conf = load_lifecycle_conf(ds.conf)
+        assert conf.api.auth_strategy == 'noauth2'
+        assert not read_section(ds.conf, 'keystone_authtoken')
+        assert not read_section(ds.conf, 'service_user')
+        for name in ('create_service_user', 'get_or_create_service',
+                     'get_or_create_endpoint', 'write_uwsgi_config'):
+            assert not ds.calls(name), name
+        assert not os.path.exists(ds.uwsgi_conf)
+        assert _run_process_calls(ds)['lifecycle-api'] == [
+            '%s/lifecycle-api --config-file %s' % (ds.bin, ds.conf)]
+        _check_openstack_calls(ds, ['--os-auth-type', 'none',
+                                    '--os-endpoint', API_URL], '<unset>')
+        assert ds.openstack_state()['endpoint:' + API_URL][
+            'lifecycle-default']['hosts'] == [NODE]
+
+    def test_keystone_without_nova_api_is_compute(self, devstack):
+        """Without nova-api the API is the catalog's "compute", which the
+        openstack client finds without any setting."""
+        ds = devstack
+        ds.enabled = [s for s in ds.enabled if s not in ('n-api', 'n-sch')]
+        ds.run(('stack', 'post-config'))
+        assert load_lifecycle_conf(ds.conf).api.auth_strategy == 'keystone'
+        _check_keystone_conf(ds, 'compute')
+        assert ds.calls('get_or_create_endpoint') == [
+            ['get_or_create_endpoint', 'compute', 'RegionOne', API_URL]]
+        _check_uwsgi_conf(ds, '0.0.0.0:8784')
+
+    def test_keystone_disabled_explicitly(self, devstack):
+        ds = devstack
+        with open(ds.nova_conf, 'w') as f:
+            f.write(DEVSTACK_NOVA_CONF)
+        ds.disabled = ['keystone']
+        ds.run(('stack', 'post-config'))
+        assert load_lifecycle_conf(ds.conf).api.auth_strategy == 'noauth2'
+        assert not ds.calls('create_service_user')
+
+
+class TestNovaMode:
+    """LIFECYCLE_MODE=nova: partial offload inside Nova, no lifecycle-*
+    service."""
+
+    def test_stack(self, devstack):
+        ds = devstack
+        with open(ds.nova_conf, 'w') as f:
+            f.write(DEVSTACK_NOVA_CONF)
+        nova_cpu_conf = os.path.join(ds.root, 'etc', 'nova', 'nova-cpu.conf')
+        partial_conf = os.path.join(ds.root, 'etc', 'nova',
+                                    'nova-partial-offload.conf')
+        ds.extra_env.update({'LIFECYCLE_MODE': 'nova',
+                             'NOVA_CPU_CONF': nova_cpu_conf,
+                             'LIFECYCLE_NOVA_CONF': partial_conf,
+                             'LIFECYCLE_STORAGE_GROUP': 'group-a'})
+        ds.run(('stack', 'install'), ('stack', 'post-config'),
+               ('stack', 'extra'))
+        assert ds.calls('setup_develop') == [['setup_develop', REPO]]
+        assert not os.path.exists(ds.conf)  # no lifecycle.conf
+        assert not ds.calls('lifecycle-manage')
+
+        sched = ds.nova_filter_scheduler()
+        assert FILTER_CLASS in sched['available_filters']
+        assert sched['enabled_filters'] == [
+            DEVSTACK_NOVA_FILTERS + ',HostAggregateGroupFilter']
+        assert sched['weight_classes'] == [
+            'nova.scheduler.weights.all_weighers,'
+            'filters.weighers.OriginalHostWeigher']
+
+        assert read_section(partial_conf, 'DEFAULT') == {
+            'compute_driver': ['partial_offload.PartialOffloadLibvirtDriver'],
+            'shelved_offload_time': ['0']}
+        assert read_section(partial_conf, 'partial_offload') == {
+            'storage_group': ['group-a']}
+
+        # n-cpu restarted as lifecycle-nova-compute with both files.
+        assert ds.calls('stop_process') == [['stop_process', 'n-cpu']]
+        [run] = ds.calls('run_process')
+        assert run[1] == 'n-cpu'
+        assert run[2].split() == [
+            os.path.join(ds.bin, 'lifecycle-nova-compute'),
+            '--config-file', nova_cpu_conf, '--config-file', partial_conf]
+        assert run[3] == 'libvirt'
+        assert ds.calls('wait_for_compute') == [['wait_for_compute', '120']]
+        assert ds.openstack_state() == {'cloud:devstack-admin': {
+            'lifecycle-group-a': {'properties': {'storage_group': 'group-a'},
+                                  'hosts': [NODE]}}}
+
+        ds.run(('clean',))
+        assert not os.path.exists(partial_conf)
+
+
 class TestMultiNode:
     def test_compute_subnode(self, devstack):
         """A subnode: n-cpu and lifecycle-compute only (local.conf disables
@@ -712,6 +991,26 @@ class TestMultiNode:
                 'properties': {'storage_group': 'default'},
                 'hosts': [NODE]}},
         }
+
+    def test_compute_subnode_of_a_keystone_controller(self, devstack):
+        """LIFECYCLE_AUTH_STRATEGY=keystone on a subnode without Keystone:
+        it adds itself to the lifecycle storage group with an admin token,
+        creates no account and writes no uwsgi configuration."""
+        ds = devstack
+        ds.enabled = ['n-cpu', 'placement-client']
+        ds.disabled = ['lifecycle-api', 'lifecycle-conductor']
+        ds.extra_env.update({'SERVICE_HOST': '192.0.2.1',
+                             'LIFECYCLE_AUTH_STRATEGY': 'keystone'})
+        ds.run(('stack', 'install'), ('stack', 'post-config'),
+               ('stack', 'extra'))
+        assert load_lifecycle_conf(ds.conf).api.auth_strategy == 'keystone'
+        assert not ds.calls('create_service_user')
+        assert not ds.calls('write_uwsgi_config')
+        api_url = 'http://192.0.2.1:8784/v2.1'
+        _check_openstack_calls(ds, ['--os-auth-type', 'admin_token',
+                                    '--os-endpoint', api_url], ADMIN_TOKEN)
+        assert ds.openstack_state()['endpoint:' + api_url][
+            'lifecycle-default']['hosts'] == [NODE]
 
     def test_second_host_joins_existing_group(self, devstack):
         ds = devstack

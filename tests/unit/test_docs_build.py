@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from lifecycle import policies
 from lifecycle.cmd import manage
 from lifecycle.conf import opts as lifecycle_opts
 from tests.conftest import require
@@ -47,6 +48,22 @@ def test_configuration_reference_lists_every_option(built):
     for group, options in lifecycle_opts.list_opts():
         for opt in options:
             assert 'id="%s.%s"' % (group, opt.dest) in html, (group, opt.dest)
+
+
+def test_policy_reference_lists_every_rule_and_the_sample(built):
+    html = (built / 'policy-reference.html').read_text()
+    sample = os.path.join(SOURCE, '_static', 'lifecycle.policy.yaml.sample')
+    with open(sample) as f:
+        sample_text = f.read()
+    for rule in policies.list_rules():
+        # The rules' reference (show-policy) and the generated sample.
+        literal = ('<code class="docutils literal notranslate"><span '
+                   'class="pre">%s</span></code>' % rule.name)
+        assert literal in html, rule.name
+        assert '#"%s": "%s"' % (rule.name, rule.check_str) in sample_text, (
+            rule.name)
+    assert list((built / '_downloads').glob(
+        '*/lifecycle.policy.yaml.sample')), 'no downloadable sample'
 
 
 def test_cli_reference_covers_every_action_and_exit_code():

@@ -97,6 +97,33 @@ def test_block_device_disk():
     assert domain_xml.parse_disk_paths(xml) == ['/dev/vg0/disk']
 
 
+def test_boots_from_disk_by_default():
+    os_elem = ET.fromstring(
+        domain_xml.build_domain_xml(_spec(), 'kvm')).find('os')
+    assert os_elem.find('boot').get('dev') == 'hd'
+    assert os_elem.find('kernel') is None
+
+
+def test_direct_kernel_boot():
+    boot = domain_xml.KernelBoot(f'/var/lib/lifecycle/{UUID}/kernel',
+                                 f'/var/lib/lifecycle/{UUID}/ramdisk',
+                                 'console=ttyS0 </os><x/>')
+    os_elem = ET.fromstring(domain_xml.build_domain_xml(
+        _spec(boot=boot), 'qemu')).find('os')
+    assert os_elem.find('boot') is None
+    assert os_elem.findtext('kernel') == boot.kernel_path
+    assert os_elem.findtext('initrd') == boot.ramdisk_path
+    # the command line is text, never markup
+    assert os_elem.findtext('cmdline') == boot.cmdline
+
+
+def test_kernel_boot_survives_persistence():
+    boot = domain_xml.KernelBoot('/k', None, 'quiet')
+    spec = _spec(boot=boot)
+    again = domain_xml.DomainSpec(**dataclasses.asdict(spec))
+    assert again == spec
+
+
 def test_metadata_round_trip():
     created = datetime.datetime(2024, 5, 6, 7, 8, 9,
                                 tzinfo=datetime.UTC)
@@ -187,6 +214,8 @@ def test_parse_disk_paths():
     ({'memory_mb': '512'}, 'kvm'),
     ({'vcpus': True}, 'kvm'),
     ({'disk_path': 'relative/disk'}, 'kvm'),
+    ({'boot': domain_xml.KernelBoot('vmlinuz')}, 'kvm'),
+    ({'boot': domain_xml.KernelBoot('/k', ramdisk_path='initrd')}, 'kvm'),
     ({}, 'xen'),
     ({}, 'auto'),
 ])

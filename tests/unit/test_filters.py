@@ -262,6 +262,30 @@ class TestWeighing:
         assert self.names(result) == ['a3']
 
 
+class TestRetainedDiskWithoutNova:
+    """Outside nova-scheduler (the service's conductor), no instance is read:
+    the hint alone decides (reading through Nova's objects is tested in
+    tests/nova)."""
+
+    def test_no_read_and_every_host_without_hint(self, monkeypatch):
+        from filters import retained
+        monkeypatch.setattr(retained, '_read', lambda *a: pytest.fail(
+            'the instance was read'))
+        hosts = [host('a1', GROUP_A), host('b1', GROUP_B)]
+        spec_obj = spec({})
+        assert retained.retained_disk(spec_obj) is None
+        assert [h.host for h in HostAggregateGroupFilter().filter_all(
+            hosts, spec_obj)] == ['a1', 'b1']
+
+    def test_original_host_weigher_uses_the_hint(self):
+        from filters.weighers import OriginalHostWeigher
+        hosts = [host('a1', GROUP_A), host('a2', GROUP_A)]
+        result = filter_and_weigh(
+            hosts, spec({'shelved_host': ['a2']}), [],
+            [OriginalHostWeigher(), FreeRamWeigher()])
+        assert [h.host for h in result] == ['a2', 'a1']
+
+
 def test_package_imports_nothing_heavy():
     """``filters`` must import in nova-scheduler: no service, no libvirt, no
     oslo.db/SQLAlchemy/oslo.messaging pulled in by our own modules
@@ -269,7 +293,7 @@ def test_package_imports_nothing_heavy():
     code = (
         'import sys, json\n'
         'import filters, filters.host_aggregate_group, filters.resources, '
-        'filters.weighers, filters.host_state\n'
+        'filters.weighers, filters.host_state, filters.retained\n'
         'heavy = ("lifecycle", "libvirt", "oslo_db", "sqlalchemy",'
         ' "oslo_messaging")\n'
         'print(json.dumps(sorted(m for m in sys.modules'

@@ -53,6 +53,7 @@ import libvirt
 
 from lifecycle.conf import CONF
 from lifecycle.virt import domain_xml
+from lifecycle import names
 from tools.bench import aio as bench_aio
 from tools.bench import common
 
@@ -313,7 +314,7 @@ def _measure_size(aio, client, recorder, image_id, size, opts, glance,
             result['floor_virsh'].append({'unshelve': up, 'shelve': down})
         for kind in ('partial_same_host', 'partial_other_host'):
             shelved_host = aio.db.instance_get(server_id).system_metadata[
-                'shelved_host']
+                names.SHELVED_HOST]
             if kind == 'partial_same_host':
                 body = {'unshelve': None}
                 wanted = shelved_host
@@ -400,7 +401,7 @@ def _full_cycle(aio, client, recorder, server_id, glance, timeout):
                    'shelved_offloaded', timeout)
     down['image_store_bytes'] = _glance_store_bytes(glance)
     sysmeta = aio.db.instance_get(server_id).system_metadata
-    if not sysmeta.get('shelved_image_id'):
+    if not sysmeta.get(names.SHELVED_IMAGE_ID):
         raise RuntimeError('full offload of %s left no image: %s' % (
             server_id, sysmeta))
     up = _action(client, recorder, server_id, {'unshelve': None},

@@ -418,7 +418,7 @@ def write_markdown(results: dict, path: str) -> None:
     if sched:
         L += ['## 3. Scheduler scale', '',
               'Per request: `Scheduler.select_destinations` + the claim '
-              '(conditional UPDATE, `ConductorManager._claim_first_fit`), '
+              '(conditional UPDATE, `Placement.claim_first_fit`), '
               'as the conductor calls them; storage groups of %d hosts; '
               '"unshelve" requests carry the storage group and shelved host '
               'hints, "boot" requests none (every host is filtered and '

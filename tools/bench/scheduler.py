@@ -4,7 +4,7 @@ The decision the conductor makes for each request, timed per request with
 100, 1,000 and 10,000 compute hosts: ``Scheduler.select_destinations``
 (host states built from the database by ``Scheduler.up_host_states``, the
 ``filters/`` filters and weighers through ``host_state.filter_and_weigh``)
-followed by the claim (``ConductorManager._claim_first_fit``: the
+followed by the claim (``Placement.claim_first_fit``: the
 conditional UPDATE of ``Database.claim``) -- the same objects and calls as
 ``ConductorManager.unshelve_instance``/``build_instance``, without RPC.
 
@@ -45,6 +45,7 @@ from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import migration
 from lifecycle.db import models
+from lifecycle import names
 from tools.bench import common
 
 GROUP_SIZE = 20
@@ -53,9 +54,9 @@ TARGETS_MS = {1000: 3.0, 10000: 30.0}
 
 def _populate(db, hosts: int, requests: int, rng: random.Random) -> dict:
     now = models.utcnow()
-    names = ['node-%05d' % i for i in range(hosts)]
+    host_names = ['node-%05d' % i for i in range(hosts)]
     rows = []
-    for name in names:
+    for name in host_names:
         vcpus_used = rng.randint(0, 48)
         rows.append({
             'host': name, 'hypervisor_hostname': name,
@@ -75,11 +76,11 @@ def _populate(db, hosts: int, requests: int, rng: random.Random) -> dict:
                                    created_at=now)
             session.add(agg)
             session.flush()
-            members = names[g:g + GROUP_SIZE]
+            members = host_names[g:g + GROUP_SIZE]
             session.execute(sa.insert(models.AggregateHost), [
                 {'aggregate_id': agg.id, 'host': h} for h in members])
             session.execute(sa.insert(models.AggregateMetadata), [
-                {'aggregate_id': agg.id, 'key': 'storage_group',
+                {'aggregate_id': agg.id, 'key': names.AGGREGATE_STORAGE_GROUP,
                  'value': group}])
             groups[group] = members
     instances = {'unshelve': [], 'boot': []}
@@ -94,10 +95,10 @@ def _populate(db, hosts: int, requests: int, rng: random.Random) -> dict:
                       'root_gb': 1}
             if kind == 'unshelve':
                 group = rng.choice(group_names)
-                sysmeta = {'shelved_at': now.isoformat(),
-                           'shelved_host': rng.choice(groups[group]),
-                           'shelved_storage_group': group,
-                           'shelved_disk': '%s/disk' % values['uuid']}
+                sysmeta = {names.SHELVED_AT: now.isoformat(),
+                           names.SHELVED_HOST: rng.choice(groups[group]),
+                           names.SHELVED_STORAGE_GROUP: group,
+                           names.SHELVED_DISK: '%s/disk' % values['uuid']}
                 values.update(vm_state='shelved_offloaded',
                               task_state='unshelving')
             else:
@@ -137,7 +138,7 @@ def _decide(scheduler, conductor, db, instance_uuid: str) -> tuple:
     t0 = time.perf_counter()
     candidates = scheduler.select_destinations(instance, {})
     t1 = time.perf_counter()
-    host = conductor._claim_first_fit(instance, candidates)
+    host = conductor.placement.claim_first_fit(instance, candidates)
     t2 = time.perf_counter()
     if host is None:
         raise RuntimeError('no host for %s' % instance_uuid)
@@ -191,7 +192,7 @@ def _profile(db, instances: list[str], path: str) -> dict | None:
         instance = db.instance_get(instance_uuid)
         profiler.start()
         candidates = scheduler.select_destinations(instance, {})
-        conductor._claim_first_fit(instance, candidates)
+        conductor.placement.claim_first_fit(instance, candidates)
         profiler.stop()
         db.release_claim(instance_uuid)
     with open(path, 'w') as f:

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from lifecycle.conf import CONF
+from lifecycle import names
 from tools.bench import aio as bench_aio
 from tools.bench import common
 
@@ -75,7 +76,7 @@ def _escalate(client, ids, opts) -> int:
                         lambda s: s['OS-EXT-STS:task_state'] is None,
                         opts.op_timeout)
         for sid, server in servers.items():
-            if server.get('lifecycle:retained_disk'):
+            if server.get(names.API_RETAINED_DISK):
                 attempts[sid] += 1
                 if attempts[sid] > 3:
                     raise RuntimeError('full offload of %s failed 3 times: '
@@ -176,7 +177,7 @@ def run(opts) -> dict:
             finally:
                 CONF.clear_override('offload_mode', group='shelve')
             images = [aio.db.instance_get(sid).system_metadata.get(
-                'shelved_image_id') for sid in ids]
+                names.SHELVED_IMAGE_ID) for sid in ids]
             missing = sum(1 for i in images if not i)
             store_bytes = common.allocated_bytes(store) - store_before
             left = common.allocated_bytes(group_dir)

@@ -94,6 +94,10 @@ def planted(aio, client, tmp_path):
                     '-b', default_base, os.path.join(stray_dir, 'disk'),
                     '1G'], check=True)
     qemu_io(os.path.join(stray_dir, 'disk'), 'write -P 0x22 0 4M')
+    # Made by this project's storage (its disk.info, as a purged row would
+    # leave it): ours, so an orphan, not foreign data.
+    with open(os.path.join(stray_dir, 'disk.info'), 'w') as f:
+        f.write('{"disk": "qcow2"}')
     os.symlink(str(secret), os.path.join(stray_dir, 'escape'))
 
     # A symlink named like an instance directory, and one named like a

@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -26,13 +27,20 @@ CATEGORIES = ('orphan-domain', 'orphan-disk', 'unused-base',
 
 # -- running the command ------------------------------------------------------
 
-def write_config(aio, path, with_db: bool = True) -> str:
+def write_config(aio, path, with_db: bool = True,
+                 libvirt_uri: str = 'test:///default',
+                 sections: dict | None = None) -> str:
+    """The all-in-one's configuration for lifecycle-manage; ``sections``:
+    more options, {section: {option: value}}."""
     lines = ['[DEFAULT]', '[aio]', 'state_dir = %s' % aio.state_dir,
              'hosts = %s' % ', '.join('%s:%s' % hg
                                       for hg in aio.hosts.items()),
-             '[libvirt]', 'connection_uri = test:///default']
+             '[libvirt]', 'connection_uri = %s' % libvirt_uri]
     if with_db:
         lines += ['[database]', 'connection = %s' % aio.db.url]
+    for section, options in (sections or {}).items():
+        lines.append('[%s]' % section)
+        lines += ['%s = %s' % item for item in options.items()]
     path.write_text('\n'.join(lines) + '\n')
     return str(path)
 
@@ -82,6 +90,32 @@ def files_under(*roots) -> dict:
                                st.st_blocks, st.st_mtime_ns,
                                os.readlink(path)
                                if stat.S_ISLNK(st.st_mode) else None)
+    return found
+
+
+def tree_snapshot(*roots) -> dict:
+    """Every entry under ``roots`` (symlinks not followed): full mode,
+    owner, size, mtime and, for files, a hash of the content -- what shows
+    that nothing was created, removed, written or chmod-ed. Access times
+    are left out (reading is allowed)."""
+    found = {}
+    for root in roots:
+        if not os.path.lexists(root):
+            found[root] = None
+            continue
+        entries = [root]
+        for dirpath, dirnames, filenames in os.walk(root):
+            entries += [os.path.join(dirpath, n) for n in dirnames + filenames]
+        for path in entries:
+            st = os.lstat(path)
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, 'rb') as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            found[path] = (st.st_mode, st.st_uid, st.st_gid, st.st_size,
+                           st.st_mtime_ns, digest,
+                           os.readlink(path) if stat.S_ISLNK(st.st_mode)
+                           else None)
     return found
 
 

@@ -203,13 +203,14 @@ def test_cleanup_rechecks_before_acting(aio, config, planted):
     skipped, not acted on."""
     from lifecycle.manage import deployment
     from lifecycle.manage import disks
+    from lifecycle.manage import findings
 
     conf = cfg.ConfigOpts()
     lifecycle_conf.register_all(conf)
     conf(['--config-file', config])
     scope = deployment.Deployment(conf)
     try:
-        audit = disks.DiskAudit(scope, disks.CATEGORIES,
+        audit = disks.DiskAudit(scope, findings.CATEGORIES,
                                 disks.DEFAULT_BASE_MIN_AGE)
         audit.run()
         by_key = {(f.category, f.resource): f for f in audit.findings}

@@ -1,7 +1,8 @@
-"""``lifecycle-manage shelved list|show|offload|purge-deleted``, exit codes
-and leftover shelved images, against a real populated all-in-one."""
+"""``lifecycle-manage shelved list|show|full-offload|purge-deleted``, exit
+codes and leftover shelved images, against a real populated all-in-one."""
 
 import datetime
+import io
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from tests.functional.manage.helpers import (
     _boot,
     _shelve,
     MiB,
+    TTY,
     db_rows,
     files_under,
     run,
@@ -184,7 +186,7 @@ def test_fully_offloaded_instances_are_no_leftovers(make_aio, client_for,
         (server_id, None)]
 
 
-def test_shelved_offload_escalates_to_full(aio, client, config):
+def test_shelved_full_offload_escalates_to_full(aio, client, config):
     older = _boot(client, 'older', 'host-a1')
     _shelve(client, older)
     newer = _boot(client, 'newer', 'host-a2')
@@ -192,14 +194,15 @@ def test_shelved_offload_escalates_to_full(aio, client, config):
     storage = aio.storage_path('group-a')
     before = files_under(storage)
 
-    code, _out, err = run(config, 'shelved', 'offload', older)
+    code, _out, err = run(config, 'shelved', 'full-offload', older)
     assert code == 2 and '--yes' in err
-    code, doc = run_json(config, 'shelved', 'offload', older, '--dry-run')
+    code, doc = run_json(config, 'shelved', 'full-offload', older,
+                         '--dry-run')
     assert code == 0 and doc['dry_run']
     assert [i['uuid'] for i in doc['instances']] == [older]
     assert files_under(storage) == before
 
-    code, doc = run_json(config, 'shelved', 'offload', older, '--yes')
+    code, doc = run_json(config, 'shelved', 'full-offload', older, '--yes')
     assert code == 0, doc
     [row] = doc['instances']
     assert row['action'] == 'offloaded' and row['image_id']
@@ -207,12 +210,52 @@ def test_shelved_offload_escalates_to_full(aio, client, config):
     assert os.path.exists(os.path.join(storage, newer, 'disk'))
     image = aio.images.get(row['image_id'])
     assert image['properties']['instance_uuid'] == older
+    assert image['properties']['lifecycle_shelved_instance'] == older
     assert client.server(older)['lifecycle:retained_disk'] is None
 
+    # The deprecated name still works (and says so).
     code, _out, err = run(config, 'shelved', 'offload', older, '--yes')
     assert code == 2 and older in err  # no retained disk any more
+    assert 'deprecated' in err
     client.action(older, {'unshelve': None})
     client.wait(older, 'ACTIVE')
+
+
+def test_full_offload_of_every_group_asks_first(aio, client, config,
+                                                monkeypatch):
+    a = _boot(client, 'a', 'host-a1')
+    _shelve(client, a)
+    b = _boot(client, 'b', 'host-b1')
+    _shelve(client, b)
+    storages = [aio.storage_path(g) for g in ('group-a', 'group-b')]
+    before = files_under(*storages)
+
+    # No UUID, no --group, no --yes and no terminal: refused, nothing done.
+    monkeypatch.setattr('sys.stdin', io.StringIO('y\n'))
+    code, out, err = run(config, 'shelved', 'full-offload')
+    assert code == 2
+    assert 'EVERY storage group' in err and 'add --yes' in err
+    assert out == ''
+    assert files_under(*storages) == before
+    # A terminal that answers no: nothing done either.
+    monkeypatch.setattr('sys.stdin', TTY('n\n'))
+    code, out, err = run(config, 'shelved', 'full-offload')
+    assert code == 2 and 'not confirmed' in err
+    assert files_under(*storages) == before
+    for server_id in (a, b):
+        assert aio.db.instance_get(server_id).system_metadata.get(
+            'shelved_disk')
+
+    # A terminal that answers yes: both groups fully offloaded.
+    monkeypatch.setattr('sys.stdin', TTY('yes\n'))
+    code, doc = run_json(config, 'shelved', 'full-offload')
+    assert code == 0, doc
+    assert {r['uuid']: r['action'] for r in doc['instances']} == {
+        a: 'offloaded', b: 'offloaded'}
+    for server_id in (a, b):
+        sysmeta = aio.db.instance_get(server_id).system_metadata
+        assert sysmeta.get('shelved_image_id')
+        assert not sysmeta.get('shelved_disk')
 
 
 def test_leftover_shelved_images_audited_and_cleaned(make_aio, client_for,
@@ -241,6 +284,11 @@ def test_leftover_shelved_images_audited_and_cleaned(make_aio, client_for,
     # An image made by hand with a -shelved name but no owner is not ours.
     aio.images.upload('bystander-shelved', aio.images.directory + '/' +
                       kept_image, 'qcow2')
+    # Nor is one as Nova's shelve makes it (name and instance_uuid), even
+    # naming an instance this project deleted.
+    nova_style = aio.images.upload(
+        'gone-shelved', aio.images.directory + '/' + kept_image, 'qcow2',
+        {'instance_uuid': gone, 'image_type': 'snapshot'})['id']
 
     code, doc = run_json(config, 'disks', 'audit', '--category',
                          'leftover-image')
@@ -253,6 +301,7 @@ def test_leftover_shelved_images_audited_and_cleaned(make_aio, client_for,
     assert doc['bytes_reclaimed'] > 0
     ids = {i['id'] for i in aio.images.list()}
     assert gone_image not in ids and kept_image in ids
+    assert nova_style in ids
     code, _doc = run_json(config, 'disks', 'audit', '--category',
                           'leftover-image')
     assert code == 0
