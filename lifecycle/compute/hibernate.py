@@ -39,6 +39,7 @@ LOG = logging.getLogger(__name__)
 MEMORY_STATE_NAME = 'memory.save'
 KERNEL_NAME = 'kernel'
 RAMDISK_NAME = 'ramdisk'
+COLD_BOOT_FAULT = 'Memory state not restored (%s); booted from the disk'
 
 
 def memory_state_path(storage, instance_uuid: str) -> str:
@@ -124,13 +125,17 @@ def resume_or_boot(manager, instance: models.Instance,
         except exception.SavedStateUnusable as e:
             LOG.warning('Instance %s: %s; booting it from its disk instead',
                         instance.uuid, e.format_message())
-            # The reason only: the path and uuid of the full message
-            # would push it past the fault's 255 characters.
+            # The message holds the reason only, shortened so that the
+            # outcome at its end survives the fault's 255 characters
+            # (QEMU's load errors are longer); details keep all of it.
+            reason = e.kwargs['reason']
+            room = models.FAULT_MESSAGE_LENGTH - len(COLD_BOOT_FAULT % '')
+            if len(reason) > room:
+                reason = reason[:room - 3] + '...'
             manager.db.instance_fault_create(
-                instance.uuid, 500,
-                'Memory state not restored (%s); booted from the disk'
-                % e.kwargs['reason'],
-                details=type(e).__name__, host=manager.host)
+                instance.uuid, 500, COLD_BOOT_FAULT % reason,
+                details='%s: %s' % (type(e).__name__, e.format_message()),
+                host=manager.host)
     driver.spawn(spec)
     return 'booted'
 

@@ -36,7 +36,8 @@ class Fault:
     def row(self, instance_uuid: str) -> models.InstanceFault:
         return models.InstanceFault(
             instance_uuid=instance_uuid, code=self.code,
-            message=self.message[:255], details=self.details, host=self.host)
+            message=self.message[:models.FAULT_MESSAGE_LENGTH],
+            details=self.details, host=self.host)
 
 
 class InstancesMixin:

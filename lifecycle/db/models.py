@@ -13,6 +13,10 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+# Nova's instance_faults.message length.
+FAULT_MESSAGE_LENGTH = 255
+
+
 class Base(orm.DeclarativeBase):
     pass
 
@@ -220,7 +224,8 @@ class InstanceFault(Base):
     instance_uuid: orm.Mapped[str] = orm.mapped_column(
         sa.ForeignKey('instances.uuid', ondelete='CASCADE'), index=True)
     code: orm.Mapped[int]
-    message: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    message: orm.Mapped[str] = orm.mapped_column(
+        sa.String(FAULT_MESSAGE_LENGTH))
     details: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(

@@ -223,7 +223,8 @@ class Cloud:
                 libvirt.VIR_DOMAIN_RUNNING_RESTORED):
             return 'restored'
         new_faults = instance.faults[:len(instance.faults) - faults_before]
-        if not any(f.details == 'SavedStateUnusable' for f in new_faults):
+        if not any(f.details.startswith('SavedStateUnusable')
+                   for f in new_faults):
             problems.append('booted cold from a memory state without a '
                             'fault')
         return 'booted'
