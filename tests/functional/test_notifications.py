@@ -57,11 +57,12 @@ class Collector:
                     instance_uuid]
 
     def wait_for(self, instance_uuid: str, event_type: str,
-                 timeout: float = 30) -> list[dict]:
+                 timeout: float = 30, count: int = 1) -> list[dict]:
+        """Until ``count`` notifications of the type have arrived."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not any(e['event_type'] == event_type
-                          for e in self.of(instance_uuid)):
+            while [e['event_type'] for e in self.of(instance_uuid)
+                   ].count(event_type) < count:
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, 'no %s for %s; heard %s' % (
                     event_type, instance_uuid,
@@ -280,6 +281,8 @@ def test_hibernate_and_resume_inside_shelve_and_unshelve(
     assert client.action(server_id, {'unshelve': None})[0] == 202
     client.wait(server_id, 'ACTIVE')
     collector.wait_for(server_id, 'instance.hibernate_resume.error')
+    # The server is ACTIVE before its unshelve.end is sent.
+    collector.wait_for(server_id, 'instance.unshelve.end', count=2)
     error = [e for e in collector.of(server_id)
              if e['event_type'] == 'instance.hibernate_resume.error'][0]
     assert error['priority'] == 'error'
