@@ -24,50 +24,23 @@ import libvirt
 import pytest
 from cinderclient import exceptions as cinder_exc
 
-from lifecycle import exception
 from lifecycle.compute import volumes
 from lifecycle.conf import CONF
 from lifecycle.volume import connector
 from lifecycle.conductor import scheduler as scheduler_mod
 from lifecycle.virt import domain_xml
 from tests.functional import cinder_fixture
+from tests.functional import volume_aio
 
 pytestmark = pytest.mark.slow
 
 cinder_server = cinder_fixture.cinder_server
 
 
-def _lookup_in(aio):
-    """The responder's answer: which attachment of ``volume_id`` the
-    instance uses, per the lifecycle database."""
-    def lookup(server_id, volume_id):
-        try:
-            instance = aio.db.instance_get(server_id)
-        except exception.InstanceNotFound:
-            return None
-        if instance.task_state == 'deleting':
-            return None
-        sysmeta = instance.system_metadata
-        if sysmeta.get(volumes.ROOT_VOLUME_ID) != volume_id:
-            return None
-        return sysmeta.get(volumes.ROOT_ATTACHMENT_ID)
-    return lookup
-
-
-def _start(make_aio, cinder_server, extra=None):
-    overrides = dict(cinder_server.overrides())
-    # Two m1.tiny fit per host: easy to fill a storage group.
-    overrides.update({('aio', 'host_memory_mb'): 1024})
-    overrides.update(extra or {})
-    aio = make_aio(extra=overrides)
-    cinder_server.nova.lookup = _lookup_in(aio)
-    return aio
-
-
 @pytest.fixture
 def aio(make_aio, cinder_server):
-    yield _start(make_aio, cinder_server)
-    cinder_server.nova.lookup = lambda server_id, volume_id: None
+    yield volume_aio.start(make_aio, cinder_server)
+    volume_aio.stop(cinder_server)
 
 
 @pytest.fixture
@@ -367,8 +340,8 @@ def test_offload_modes_do_not_apply(make_aio, cinder_server, client_for,
                                     cinder):
     """Full offload mode: shelving a volume-backed instance uploads
     nothing, and the shelveOffload escalation answers 409."""
-    aio = _start(make_aio, cinder_server,
-                 {('shelve', 'offload_mode'): 'full'})
+    aio = volume_aio.start(make_aio, cinder_server,
+                           extra={('shelve', 'offload_mode'): 'full'})
     client = client_for(aio.url)
     try:
         images_before = {i['id'] for i in aio.images.list()}
@@ -391,7 +364,7 @@ def test_offload_modes_do_not_apply(make_aio, cinder_server, client_for,
               == 404, what='delete')
         assert cinder.volumes.get(volume_id).status == 'available'
     finally:
-        cinder_server.nova.lookup = lambda server_id, volume_id: None
+        volume_aio.stop(cinder_server)
 
 
 def test_noauth_urls_with_a_project_id(cinder_server, cinder):

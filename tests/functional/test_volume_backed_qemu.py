@@ -11,7 +11,6 @@ while the domain runs with that network disk attached.
 
 import json
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -23,7 +22,7 @@ from tests.conftest import live_domain
 from tests.functional import cinder_fixture
 from tests.functional import glance_fixture
 from tests.functional.conftest import qemu_io
-from tests.functional.test_volume_backed import _lookup_in
+from tests.functional import volume_aio
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +33,13 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def aio(make_aio, system_libvirt_uri, cinder_server):
-    extra = dict(cinder_server.overrides())
-    extra[('aio', 'host_memory_mb')] = 1024
-    aio = make_aio(system_libvirt_uri, extra=extra)
-    cinder_server.nova.lookup = _lookup_in(aio)
-    yield aio
-    cinder_server.nova.lookup = lambda server_id, volume_id: None
+    yield volume_aio.start(make_aio, cinder_server,
+                           uri=system_libvirt_uri)
+    volume_aio.stop(cinder_server)
 
 
 def _wait(predicate, timeout=TIMEOUT, what=''):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out: %s' % what
-        time.sleep(0.2)
+    return volume_aio.wait_until(predicate, timeout, what)
 
 
 def _pattern_image(glance_server, tmp_path):

@@ -21,7 +21,6 @@ its bookkeeping was lost. The same export at build time sends the server
 to ERROR with the same fault.
 """
 
-import time
 
 import pytest
 from cinderclient import exceptions as cinder_exc
@@ -29,7 +28,7 @@ from cinderclient import exceptions as cinder_exc
 from lifecycle.compute import volumes
 from tests.conftest import live_domain
 from tests.functional import cinder_fixture
-from tests.functional.test_volume_backed import _lookup_in
+from tests.functional import volume_aio
 
 pytestmark = pytest.mark.slow
 
@@ -49,22 +48,13 @@ BAD_EXPORTS = {
 
 @pytest.fixture
 def aio(make_aio, system_libvirt_uri, cinder_server):
-    extra = dict(cinder_server.overrides())
-    extra[('aio', 'host_memory_mb')] = 1024
-    aio = make_aio(system_libvirt_uri, extra=extra)
-    cinder_server.nova.lookup = _lookup_in(aio)
-    yield aio
-    cinder_server.nova.lookup = lambda server_id, volume_id: None
+    yield volume_aio.start(make_aio, cinder_server,
+                           uri=system_libvirt_uri)
+    volume_aio.stop(cinder_server)
 
 
 def _wait(predicate, timeout=TIMEOUT, what=''):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out: %s' % what
-        time.sleep(0.2)
+    return volume_aio.wait_until(predicate, timeout, what)
 
 
 def _rbd_volume(cinder):
