@@ -25,6 +25,7 @@ from lifecycle import api as rest_api
 from lifecycle import exception
 from lifecycle.exception import StartupError
 from lifecycle import image as image_sources
+from lifecycle import resend
 from lifecycle import service
 from lifecycle import version
 from lifecycle import storage
@@ -231,11 +232,14 @@ def build_compute_service(transport: messaging.Transport,
         memory_mb=CONF.compute.memory_mb if memory_mb is None else memory_mb)
     reconciler = reconcile.Reconciler(
         host, db, driver, CONF.compute.orphan_domain_grace_period)
+    resender = resend.Resender(db, compute_rpc_client(transport),
+                               conductor_rpc_client(transport))
     return service.Service(
         transport, compute_topic(), host, manager,
         [(manager.report_capacity, CONF.compute.report_interval),
          (manager.poll_shelved_instances, CONF.shelved_poll_interval),
-         (reconciler.run, CONF.compute.reconcile_interval)])
+         (reconciler.run, CONF.compute.reconcile_interval)],
+        on_start=[lambda: resender.resend_own('compute', host)])
 
 
 def build_conductor_service(transport: messaging.Transport,
@@ -246,10 +250,14 @@ def build_conductor_service(transport: messaging.Transport,
     manager = conductor_manager.ConductorManager(
         db, compute_rpc_client(transport), scheduler.Scheduler(db),
         host=server)
+    resender = resend.Resender(db, compute_rpc_client(transport),
+                               conductor_rpc_client(transport))
     return service.Service(
         transport, conductor_topic(), server, manager,
         [(manager.escalate_retained_disks, CONF.shelve.escalation_interval),
-         (manager.end_stuck_tasks, CONF.stuck_task_interval)])
+         (manager.end_stuck_tasks, CONF.stuck_task_interval),
+         (resender.resend_stale, CONF.request_resend_interval)],
+        on_start=[lambda: resender.resend_own('conductor')])
 
 
 class API:

@@ -33,7 +33,9 @@ class Service:
     def __init__(self, transport: messaging.Transport, topic: str,
                  server: str, manager,
                  periodic_tasks: list[tuple[Callable[[], None], float]]
-                 = ()) -> None:
+                 = (), on_start: list[Callable[[], None]] = ()) -> None:
+        """``on_start``: called once the RPC server takes requests (after
+        the manager's ``init_host``)."""
         self.topic = topic
         self.server = server
         self.manager = manager
@@ -43,6 +45,7 @@ class Service:
         self._periodic_tasks = [(task, interval)
                                 for task, interval in periodic_tasks
                                 if interval > 0]
+        self._on_start = list(on_start)
         self._worker: periodics.PeriodicWorker | None = None
         self._worker_thread: threading.Thread | None = None
 
@@ -50,6 +53,8 @@ class Service:
         if hasattr(self.manager, 'init_host'):
             self.manager.init_host()
         self._rpc_server.start()
+        for hook in self._on_start:
+            _logged(hook)()
         if self._periodic_tasks:
             callables = [(periodics.periodic(interval, run_immediately=False)(
                 _logged(task)), (), {})

@@ -31,11 +31,15 @@ from lifecycle.conductor import rpcapi as conductor_rpcapi
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import models
+from lifecycle.flows import faults
 from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
 UNSET = object()
+# The fault-injection boundary between recording a request and sending it
+# (``LIFECYCLE_FAULT_BOUNDARY=accepted:<method>:after``).
+ACCEPTED = 'accepted'
 
 
 def _image_system_metadata(image: dict) -> dict:
@@ -112,21 +116,25 @@ class API:
                   'vm_state': states.BUILDING,
                   'task_state': states.SCHEDULING,
                   'availability_zone': availability_zone}
+        spec = {'requested_host': host, 'availability_zone': availability_zone,
+                'scheduler_hints': scheduler_hints or {}}
+        request = db_api.Request.of(states.SCHEDULING, 'conductor',
+                                    'build_instance', context,
+                                    request_spec=spec)
         if root is None:
             instance = self.db.instance_create(
                 values, metadata=metadata,
-                system_metadata=image_sysmeta or None)
+                system_metadata=image_sysmeta or None, request=request)
         else:
-            instance = self._create_volume_backed(values, metadata, root)
-        self.conductor.build_instance(
-            context, instance.uuid,
-            {'requested_host': host, 'availability_zone': availability_zone,
-             'scheduler_hints': scheduler_hints or {}})
+            instance = self._create_volume_backed(values, metadata, root,
+                                                  request)
+        faults.boundary(ACCEPTED, request.method, faults.AFTER)
+        self.conductor.build_instance(context, instance.uuid, spec)
         return instance
 
     def _create_volume_backed(self, values: dict, metadata: dict | None,
-                              root: block_device.RootVolume
-                              ) -> models.Instance:
+                              root: block_device.RootVolume,
+                              request: db_api.Request) -> models.Instance:
         """Check the volume, reserve it for the new instance, record both."""
         try:
             self.volume_api.check_boot_volume(root.volume_id)
@@ -144,7 +152,8 @@ class API:
                        'true' if root.delete_on_termination else 'false')}
         try:
             return self.db.instance_create(values, metadata=metadata,
-                                           system_metadata=sysmeta)
+                                           system_metadata=sysmeta,
+                                           request=request)
         except Exception:
             self.volume_api.attachment_delete(attachment['id'])
             raise
@@ -152,24 +161,41 @@ class API:
     # -- actions on an instance with a host --------------------------------
 
     def _begin(self, context, instance_uuid: str, action: str,
-               task_state: str,
-               instance: models.Instance | None = None) -> models.Instance:
-        """Set the task (compare-and-swap); ``instance`` when the caller has
-        read it already (visible to the request's context)."""
+               task_state: str, method: str, *,
+               instance: models.Instance | None = None,
+               to_conductor: bool = False,
+               expected_vm_state: list[str] | None = None,
+               **args) -> models.Instance:
+        """Set the task (compare-and-swap) and record the request that
+        carries it out, ``method`` of the instance's compute host (or of
+        the conductor) with ``args``, in one transaction: once the caller
+        has its 202, the request survives any crash (requests.py).
+        ``instance`` when the caller has read it already (visible to the
+        request's context): then its vm_state must not have changed, as
+        the request was chosen for it."""
+        expected = expected_vm_state or states.ALLOWED_VM_STATES[action]
+        if instance is not None and instance.vm_state in expected:
+            expected = [instance.vm_state]
         instance = instance or self.get(context, instance_uuid)
-        return self.db.instance_update(
+        request = db_api.Request.of(
+            task_state, 'conductor' if to_conductor else 'compute', method,
+            context, host=None if to_conductor else instance.host, **args)
+        instance = self.db.instance_update(
             instance.uuid, {'task_state': task_state},
-            expected_vm_state=states.ALLOWED_VM_STATES[action],
-            expected_task_state=None, action=action)
+            expected_vm_state=expected, expected_task_state=None,
+            request=request, action=action)
+        # Fault injection: killed here, the request is recorded, not sent.
+        faults.boundary(ACCEPTED, method, faults.AFTER)
+        return instance
 
     def start(self, context, instance_uuid: str) -> None:
         instance = self._begin(context, instance_uuid, 'start',
-                               states.POWERING_ON)
+                               states.POWERING_ON, 'start_instance')
         self.compute.start_instance(context, instance.host, instance.uuid)
 
     def stop(self, context, instance_uuid: str) -> None:
         instance = self._begin(context, instance_uuid, 'stop',
-                               states.POWERING_OFF)
+                               states.POWERING_OFF, 'stop_instance')
         self.compute.stop_instance(context, instance.host, instance.uuid)
 
     def shelve(self, context, instance_uuid: str,
@@ -183,8 +209,9 @@ class API:
                 raise exception.Conflict(
                     reason='instance %s is volume-backed: its memory cannot '
                            'be kept on the storage group' % current.uuid)
+        args = {} if keep_memory is None else {'keep_memory': keep_memory}
         instance = self._begin(context, instance_uuid, 'shelve',
-                               states.SHELVING)
+                               states.SHELVING, 'shelve_instance', **args)
         self.compute.shelve_instance(context, instance.host, instance.uuid,
                                      keep_memory=keep_memory)
 
@@ -201,15 +228,16 @@ class API:
                 current.system_metadata.get(names.SHELVED_DISK) and
                 CONF.shelve.offload_mode == 'full'):
             # Escalation of a partial offload: upload the retained disk.
-            self.db.instance_update(
-                current.uuid,
-                {'task_state': states.SHELVING_IMAGE_UPLOADING},
-                expected_vm_state=[states.SHELVED_OFFLOADED],
-                expected_task_state=None, action='shelveOffload')
+            self._begin(context, current.uuid, 'shelveOffload',
+                        states.SHELVING_IMAGE_UPLOADING,
+                        'offload_retained_disk', instance=current,
+                        to_conductor=True,
+                        expected_vm_state=[states.SHELVED_OFFLOADED])
             self.conductor.offload_retained_disk(context, current.uuid)
             return
         instance = self._begin(context, instance_uuid, 'shelveOffload',
-                               states.SHELVING_OFFLOADING)
+                               states.SHELVING_OFFLOADING,
+                               'shelve_offload_instance')
         self.compute.shelve_offload_instance(context, instance.host,
                                              instance.uuid)
 
@@ -224,16 +252,21 @@ class API:
                 attr='vm_state', state=current.vm_state)
         if host is not None:
             self._check_unshelve_host(current, host)
-        instance = self._begin(context, instance_uuid, 'unshelve',
-                               states.UNSHELVING, current)
-        if instance.vm_state == states.SHELVED:
+        if current.vm_state == states.SHELVED:
             # Still on its host with resources claimed: power it on there.
+            instance = self._begin(context, instance_uuid, 'unshelve',
+                                   states.UNSHELVING, 'unshelve_instance',
+                                   instance=current)
             self.compute.unshelve_instance(context, instance.host,
                                            instance.uuid)
             return
         spec = {'requested_host': host}
         if availability_zone is not UNSET:
             spec['availability_zone'] = availability_zone
+        instance = self._begin(context, instance_uuid, 'unshelve',
+                               states.UNSHELVING, 'unshelve_instance',
+                               instance=current, to_conductor=True,
+                               request_spec=spec)
         self.conductor.unshelve_instance(context, instance.uuid, spec)
 
     def _check_unshelve_host(self, instance: models.Instance,
@@ -251,10 +284,25 @@ class API:
 
     def delete(self, context, instance_uuid: str) -> None:
         instance = self.get(context, instance_uuid)
-        instance = self.db.instance_update(
-            instance.uuid, {'task_state': states.DELETING},
-            expected_vm_state=states.ALLOWED_VM_STATES['delete'],
-            expected_task_state=None, action='delete')
+        if instance.host:
+            method, to_conductor = 'terminate_instance', False
+        elif volumes.is_volume_backed(instance):
+            # Done within this API request (no 202 to keep): nothing to
+            # carry out later; the stuck-task check ends what a crash here
+            # leaves.
+            method = None
+        else:
+            method, to_conductor = 'delete_offloaded_instance', True
+        if method is None:
+            instance = self.db.instance_update(
+                instance.uuid, {'task_state': states.DELETING},
+                expected_vm_state=states.ALLOWED_VM_STATES['delete'],
+                expected_task_state=None, action='delete')
+        else:
+            instance = self._begin(context, instance.uuid, 'delete',
+                                   states.DELETING, method,
+                                   instance=instance,
+                                   to_conductor=to_conductor)
         if instance.host:
             self.compute.terminate_instance(context, instance.host,
                                             instance.uuid)

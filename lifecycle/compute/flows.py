@@ -25,11 +25,26 @@ from lifecycle import states
 from lifecycle.compute import hibernate
 from lifecycle.compute import offload
 from lifecycle.compute import volumes
+from lifecycle.db import api as db_api
 from lifecycle.flows import engine as flow_engine
 from lifecycle import names
 
 LOG = logging.getLogger(__name__)
 
+# The endpoint that carries on from a task_state a flow of this host ends
+# in (the request recorded with it, see lifecycle/db/requests.py).
+_NEXT_METHOD = {states.SHELVING_OFFLOADING: 'shelve_offload_instance',
+                states.SHELVING_IMAGE_UPLOADING: 'offload_retained_disk'}
+
+
+def next_request(manager, task_state: str | None) -> db_api.Request | None:
+    """What this host does next in ``task_state`` (None: the task ends),
+    as the request recorded with it: a crash before it starts leaves it to
+    be sent again."""
+    if task_state is None:
+        return None
+    return db_api.Request.of(task_state, 'compute', _NEXT_METHOD[task_state],
+                             None, host=manager.host)
 
 
 def _disk_record(disk) -> dict:
@@ -137,6 +152,7 @@ class RecordShelved(_Task):
             {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
+            request=next_request(self.manager, next_task),
             system_metadata={names.SHELVED_AT: timeutils.utcnow().isoformat(),
                              names.SHELVED_HOST: self.manager.host}))
 
@@ -175,6 +191,7 @@ class RecordHibernated(RecordShelved):
             {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
+            request=next_request(self.manager, next_task),
             system_metadata=sysmeta))
 
 
@@ -219,13 +236,13 @@ class ReleaseClaimOffloaded(_Task):
         manager.db.release_claim(
             instance_uuid, only_host=manager.host,
             only_task_state=states.SHELVING_OFFLOADING)
+        next_task = states.SHELVING_IMAGE_UPLOADING if full else None
         self.committed(manager.db.instance_update(
             instance_uuid,
-            {'vm_state': states.SHELVED_OFFLOADED,
-             'task_state': (states.SHELVING_IMAGE_UPLOADING if full
-                            else None),
+            {'vm_state': states.SHELVED_OFFLOADED, 'task_state': next_task,
              'power_state': states.NOSTATE, 'host': None},
             expected_task_state=states.SHELVING_OFFLOADING,
+            request=next_request(manager, next_task),
             action='shelveOffload'))
 
 

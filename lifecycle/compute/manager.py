@@ -188,7 +188,9 @@ class ComputeManager:
                 self.db.instance_update(
                     instance.uuid, {'task_state': states.SHELVING_OFFLOADING},
                     expected_vm_state=[states.SHELVED],
-                    expected_task_state=None, action='shelveOffload')
+                    expected_task_state=None, action='shelveOffload',
+                    request=flows.next_request(
+                        self, states.SHELVING_OFFLOADING))
             except exception.InstanceInvalidState:
                 continue  # an API request got there first
             LOG.info('Offloading instance %s shelved since %s',
@@ -217,6 +219,23 @@ class ComputeManager:
             if reraise:
                 raise
 
+    def _still_wanted(self, instance_uuid: str, task_state: str,
+                      method: str) -> bool:
+        """Under the instance's lock: is its task still the one this
+        request is for? A request can arrive twice (sent again after a
+        crash while the first was still queued, see lifecycle/requests.py);
+        the second finds the task done or moved on and is dropped."""
+        try:
+            current = self.db.instance_get(instance_uuid).task_state
+        except exception.InstanceNotFound:
+            current = 'deleted'
+        if current == task_state:
+            return True
+        LOG.info('Instance %s: %s on %s dropped: its task is %s, not %s '
+                 '(a request sent twice)', instance_uuid, method, self.host,
+                 current, task_state)
+        return False
+
     def _domain_spec(self, instance: models.Instance,
                      disk) -> domain_xml.DomainSpec:
         return domain_xml.DomainSpec(
@@ -241,8 +260,13 @@ class ComputeManager:
         self.flows.run(kind, self, dict(store, instance_uuid=instance_uuid))
 
     def build_and_run_instance(self, context, instance_uuid: str) -> None:
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid, vm_state=states.ERROR),
+        with instance_lock(instance_uuid):
+            if self._still_wanted(instance_uuid, states.SPAWNING,
+                                  'build_and_run_instance'):
+                self._build(context, instance_uuid)
+
+    def _build(self, context, instance_uuid: str) -> None:
+        with (self._fault_on_error(instance_uuid, vm_state=states.ERROR),
               notifications.instance_action(self, context, instance_uuid,
                                             'create') as action):
             self._run_flow('spawn', instance_uuid)
@@ -252,6 +276,9 @@ class ComputeManager:
     def start_instance(self, context, instance_uuid: str) -> None:
         with instance_lock(instance_uuid), self._fault_on_error(
                 instance_uuid):
+            if not self._still_wanted(instance_uuid, states.POWERING_ON,
+                                      'start_instance'):
+                return
             self.driver.power_on(instance_uuid)
             self.db.instance_update(
                 instance_uuid, {'vm_state': states.ACTIVE, 'task_state': None,
@@ -262,6 +289,9 @@ class ComputeManager:
                       clean_shutdown: bool = True) -> None:
         with instance_lock(instance_uuid), self._fault_on_error(
                 instance_uuid):
+            if not self._still_wanted(instance_uuid, states.POWERING_OFF,
+                                      'stop_instance'):
+                return
             self._power_off(instance_uuid, clean_shutdown)
             self.db.instance_update(
                 instance_uuid, {'vm_state': states.STOPPED, 'task_state': None,
@@ -274,8 +304,19 @@ class ComputeManager:
         """``keep_memory``: the request's choice of a hibernate-shelve
         (None: the image's property or ``[shelve] keep_memory``)."""
         offload_now = CONF.shelved_offload_time == 0
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid),
+        with instance_lock(instance_uuid):
+            if not self._still_wanted(instance_uuid, states.SHELVING,
+                                      'shelve_instance'):
+                return
+            self._shelve(context, instance_uuid, clean_shutdown, keep_memory,
+                         offload_now)
+        if offload_now:
+            self.shelve_offload_instance(context, instance_uuid,
+                                         clean_shutdown=clean_shutdown)
+
+    def _shelve(self, context, instance_uuid: str, clean_shutdown: bool,
+                keep_memory: bool | None, offload_now: bool) -> None:
+        with (self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve') as action):
             instance = self.db.instance_get(instance_uuid)
@@ -290,15 +331,23 @@ class ComputeManager:
                            instance_uuid, clean_shutdown=clean_shutdown,
                            offload_now=offload_now)
             action.instance = self.committed.pop(instance_uuid, None)
-        if offload_now:
-            self.shelve_offload_instance(context, instance_uuid,
-                                         clean_shutdown=clean_shutdown)
 
     def shelve_offload_instance(self, context, instance_uuid: str,
                                 clean_shutdown: bool = True) -> None:
+        with instance_lock(instance_uuid):
+            full = (self._still_wanted(instance_uuid,
+                                       states.SHELVING_OFFLOADING,
+                                       'shelve_offload_instance') and
+                    self._shelve_offload(context, instance_uuid,
+                                         clean_shutdown))
+        if full:
+            self.offload_retained_disk(context, instance_uuid)
+
+    def _shelve_offload(self, context, instance_uuid: str,
+                        clean_shutdown: bool) -> bool:
+        """True when a full offload (the upload) follows."""
         full = False
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid),
+        with (self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve_offload') as action):
             instance = self.db.instance_get(instance_uuid)
@@ -314,8 +363,7 @@ class ComputeManager:
             action.instance = self.committed.pop(instance_uuid, None)
             LOG.info('Instance %s offloaded from %s; its root disk stays in '
                      'its storage group', instance_uuid, self.host)
-        if full:
-            self.offload_retained_disk(context, instance_uuid)
+        return full
 
     def offload_retained_disk(self, context, instance_uuid: str,
                               next_task_state: str | None = None) -> None:
@@ -325,13 +373,18 @@ class ComputeManager:
         ``next_task_state``. A failed upload leaves the instance partially
         offloaded, with a fault, and unshelvable; the error goes back to a
         caller that waits."""
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid, reraise=True),
-              notifications.instance_action(self, context, instance_uuid,
-                                            'shelve_offload') as action):
-            self._run_flow('full_offload', instance_uuid,
-                           next_task_state=next_task_state)
-            action.instance = self.committed.pop(instance_uuid, None)
+        with instance_lock(instance_uuid):
+            if not self._still_wanted(instance_uuid,
+                                      states.SHELVING_IMAGE_UPLOADING,
+                                      'offload_retained_disk'):
+                return
+            with (self._fault_on_error(instance_uuid, reraise=True),
+                  notifications.instance_action(
+                      self, context, instance_uuid,
+                      'shelve_offload') as action):
+                self._run_flow('full_offload', instance_uuid,
+                               next_task_state=next_task_state)
+                action.instance = self.committed.pop(instance_uuid, None)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict | None = None) -> None:
@@ -344,6 +397,10 @@ class ComputeManager:
                     instance.task_state is None):
                 return  # a resumed conductor asking again: done already
             if instance.vm_state == states.SHELVED:
+                if instance.task_state != states.UNSHELVING:
+                    self._still_wanted(instance_uuid, states.UNSHELVING,
+                                       'unshelve_instance')  # logs the drop
+                    return
                 with (self._fault_on_error(instance_uuid),
                       notifications.instance_action(
                           self, context, instance_uuid, 'unshelve') as action):
@@ -382,12 +439,15 @@ class ComputeManager:
                   self.host, error.format_message())
 
     def terminate_instance(self, context, instance_uuid: str) -> None:
-        with (instance_lock(instance_uuid),
-              self._fault_on_error(instance_uuid),
-              notifications.instance_action(self, context, instance_uuid,
-                                            'delete')):
-            self._run_flow('delete', instance_uuid)
-            LOG.info('Instance %s deleted', instance_uuid)
+        with instance_lock(instance_uuid):
+            if not self._still_wanted(instance_uuid, states.DELETING,
+                                      'terminate_instance'):
+                return
+            with (self._fault_on_error(instance_uuid),
+                  notifications.instance_action(self, context, instance_uuid,
+                                                'delete')):
+                self._run_flow('delete', instance_uuid)
+                LOG.info('Instance %s deleted', instance_uuid)
 
     # -- steps the flows share ----------------------------------------------
 

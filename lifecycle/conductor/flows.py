@@ -16,6 +16,7 @@ from lifecycle import names
 from lifecycle import states
 from lifecycle.conductor import placement as placement_mod
 from lifecycle.conf import CONF
+from lifecycle.db import api as db_api
 from lifecycle.flows import engine as flow_engine
 
 LOG = logging.getLogger(__name__)
@@ -61,11 +62,15 @@ class ClaimAndBuild(_Task):
             instance, candidates)
         if host is None:
             return None
+        context = self.context(request_context)
         placement.db.instance_update(
             instance_uuid, {'task_state': states.SPAWNING},
-            expected_task_state=states.SCHEDULING, action='spawn')
-        placement.compute.build_and_run_instance(
-            self.context(request_context), host, instance_uuid)
+            expected_task_state=states.SCHEDULING, action='spawn',
+            request=db_api.Request.of(states.SPAWNING, 'compute',
+                                      'build_and_run_instance', context,
+                                      host=host))
+        placement.compute.build_and_run_instance(context, host,
+                                                 instance_uuid)
         return host
 
 

@@ -69,13 +69,34 @@ class ConductorManager:
             'instance_uuid': instance_uuid, 'request_spec': request_spec,
             'request_context': stored})
 
+    def _still_wanted(self, instance_uuid: str, task_state: str,
+                      method: str) -> bool:
+        """A request sent twice (lifecycle/resend.py) finds its task moved
+        on, or already placed with a claim, and is dropped."""
+        try:
+            instance = self.db.instance_get(instance_uuid)
+        except exception.InstanceNotFound:
+            return False
+        if instance.task_state == task_state and (
+                instance.claimed_host is None or
+                method not in ('build_instance', 'unshelve_instance')):
+            return True
+        LOG.info('Instance %s: %s dropped: its task is %s (claim on %s), '
+                 'not %s (a request sent twice)', instance_uuid, method,
+                 instance.task_state, instance.claimed_host, task_state)
+        return False
+
     def build_instance(self, context, instance_uuid: str,
                        request_spec: dict) -> None:
-        self._run_flow('build', context, instance_uuid, request_spec)
+        if self._still_wanted(instance_uuid, states.SCHEDULING,
+                              'build_instance'):
+            self._run_flow('build', context, instance_uuid, request_spec)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict) -> None:
-        self._run_flow('unshelve', context, instance_uuid, request_spec)
+        if self._still_wanted(instance_uuid, states.UNSHELVING,
+                              'unshelve_instance'):
+            self._run_flow('unshelve', context, instance_uuid, request_spec)
 
     def init_host(self) -> None:
         """Before taking requests: resume the placements a crash of this
@@ -101,6 +122,9 @@ class ConductorManager:
     def delete_offloaded_instance(self, context, instance_uuid: str) -> None:
         """The retained disk lives on the storage group: any up host of the
         group can remove it, the original host preferred."""
+        if not self._still_wanted(instance_uuid, states.DELETING,
+                                  'delete_offloaded_instance'):
+            return
         instance = self.db.instance_get(instance_uuid)
         hosts = self.placement.reaching_hosts_or_fault(
             instance, 'delete the retained disk')
@@ -118,6 +142,10 @@ class ConductorManager:
 
     def offload_retained_disk(self, context, instance_uuid: str) -> None:
         """Hand a full offload to a host that sees the retained disk."""
+        if not self._still_wanted(instance_uuid,
+                                  states.SHELVING_IMAGE_UPLOADING,
+                                  'offload_retained_disk'):
+            return
         instance = self.db.instance_get(instance_uuid)
         hosts = self.placement.reaching_hosts_or_fault(
             instance, 'upload the retained disk')
@@ -131,7 +159,10 @@ class ConductorManager:
                 instance_uuid,
                 {'task_state': states.SHELVING_IMAGE_UPLOADING},
                 expected_vm_state=[states.SHELVED_OFFLOADED],
-                expected_task_state=None, action='shelveOffload')
+                expected_task_state=None, action='shelveOffload',
+                request=db_api.Request.of(
+                    states.SHELVING_IMAGE_UPLOADING, 'conductor',
+                    'offload_retained_disk', context))
         except (exception.InstanceInvalidState, exception.InstanceNotFound):
             return False  # a request got there first
         LOG.info('Escalating instance %s to a full offload: %s',

@@ -42,12 +42,15 @@ def end_stuck_tasks(db: db_api.Database, flows: flow_engine.FlowRunner,
     for instance in candidates:
         if instance.uuid in in_flight:
             continue
-        if _end(db, instance, timeout):
+        if end_task(db, instance, 'no service worked on it for %d s (its '
+                    'request was lost)' % timeout, 'StuckTask'):
             ended.append(instance.uuid)
     return ended
 
 
-def _end(db: db_api.Database, instance, timeout: int) -> bool:
+def end_task(db: db_api.Database, instance, why: str, details: str) -> bool:
+    """End the instance's task with a fault saying ``why``, back in the
+    state the task started from; False when the task moved on meanwhile."""
     task = instance.task_state
     values = _RELEASES_CLAIM.get(task, {'task_state': None})
     if task == states.SPAWNING and (
@@ -55,10 +58,9 @@ def _end(db: db_api.Database, instance, timeout: int) -> bool:
         # An unshelve a host accepted (compute/flows.py AcceptUnshelve):
         # the instance stays offloaded, not in error as a failed build.
         values = _UNSHELVE
-    message = ('Task %s ended: no service worked on it for %d s (its '
-               'request was lost); the instance is back in %s.' %
-               (task, timeout, values.get('vm_state', instance.vm_state)))
-    fault = db_api.Fault(500, message, details='StuckTask')
+    message = ('Task %s ended: %s; the instance is back in %s.' %
+               (task, why, values.get('vm_state', instance.vm_state)))
+    fault = db_api.Fault(500, message, details=details)
     try:
         # The claim (if any), the state and the fault in one conditional
         # update; the task_state condition lets a late-starting operation

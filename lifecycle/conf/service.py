@@ -65,6 +65,35 @@ Possible values: 0 (never) or a number of seconds, well above the longest
 operation's time in a message queue.
 Related options: ``stuck_task_interval``, ``rpc_response_timeout``.
 """),
+    cfg.IntOpt('request_resend_timeout',
+               default=60,
+               min=1,
+               help="""
+Seconds after which the conductor sends an accepted request again when no
+service has started it: the API records each request it answers 202 (and
+every service each hand-over) with the task_state it sets, and a message
+lost with a killed process or a restarted message bus would otherwise leave
+the instance in its task until ``stuck_task_timeout``. A request whose
+compute host is down (no heartbeat for ``[compute] service_down_time``)
+cannot be carried out: its task is ended at once with a fault. A request
+sent twice is harmless (the second finds its task moved on and is dropped),
+so this only needs to be above the usual time a request waits in a queue.
+A service that starts sends its own accepted requests again at once.
+
+Possible values: a number of seconds.
+Related options: ``request_resend_interval``, ``stuck_task_timeout``.
+"""),
+    cfg.IntOpt('request_resend_interval',
+               default=15,
+               min=0,
+               help="""
+Seconds between the conductor's checks for accepted requests nobody
+started (see ``request_resend_timeout``).
+
+Possible values: 0 (off: only a starting service sends its own again) or a
+number of seconds.
+Related options: ``request_resend_timeout``.
+"""),
     cfg.IntOpt('stuck_task_interval',
                default=60,
                min=0,

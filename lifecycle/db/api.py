@@ -24,11 +24,14 @@ from sqlalchemy import orm
 from lifecycle.db import aggregates
 from lifecycle.db import hosts
 from lifecycle.db import instances
+from lifecycle.db import requests
 
 
 READONLY = 'lifecycle_readonly'
 # The fault value the query methods take (``fault=``) and record.
 Fault = instances.Fault
+# The request value they take (``request=``) and record.
+Request = requests.Request
 
 
 def _create_sqlite_engine(url: str) -> sa.Engine:
@@ -108,7 +111,7 @@ def _sqlite_pool_options() -> dict:
 
 
 class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
-               instances.InstancesMixin):
+               instances.InstancesMixin, requests.RequestsMixin):
     """Transactions and queries over one database URL."""
 
     def __init__(self, url: str, **engine_kwargs) -> None:

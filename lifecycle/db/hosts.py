@@ -12,6 +12,7 @@ from lifecycle import exception
 from lifecycle import names
 from lifecycle.db import instances
 from lifecycle.db import models
+from lifecycle.db import requests
 
 
 class HostsMixin:
@@ -298,5 +299,7 @@ class HostsMixin:
                         running_vms=node.running_vms - 1))
             if fault is not None:
                 session.add(fault.row(instance_uuid))
+            if values and 'task_state' in values:
+                requests.settle(session, instance_uuid, values['task_state'])
         return row.claimed_host
 

@@ -8,6 +8,7 @@ from sqlalchemy import orm
 
 from lifecycle import exception
 from lifecycle.db import models
+from lifecycle.db import requests
 
 _UNSET = object()
 
@@ -46,8 +47,11 @@ class InstancesMixin:
     # -- instances --------------------------------------------------------
 
     def instance_create(self, values: dict, metadata: dict | None = None,
-                        system_metadata: dict | None = None
+                        system_metadata: dict | None = None,
+                        request: requests.Request | None = None
                         ) -> models.Instance:
+        """``request``: the one its first task carries out (recorded in
+        the same transaction)."""
         instance = models.Instance(**values)
         instance.metadata_items = [
             models.InstanceMetadata(key=k, value=v)
@@ -58,6 +62,9 @@ class InstancesMixin:
         instance.faults = []
         with self.session() as session:
             session.add(instance)
+            if request is not None:
+                session.flush()  # the row the request refers to
+                requests.replace(session, instance.uuid, request)
         return instance
 
     def instance_get(self, instance_uuid: str,
@@ -112,6 +119,7 @@ class InstancesMixin:
                         expected_claimed_host: str | None = None,
                         system_metadata: dict | None = None,
                         fault: Fault | None = None,
+                        request: requests.Request | None = None,
                         action: str = 'update') -> models.Instance:
         """Update an instance, optionally only if its states are as expected.
 
@@ -119,7 +127,9 @@ class InstancesMixin:
         racing requests exactly one wins; the loser gets
         InstanceInvalidState (409) and nothing changes. ``system_metadata``
         sets keys (a value of None deletes the key) and ``fault`` is
-        recorded in the same transaction.
+        recorded in the same transaction, as is ``request``: the request
+        that carries out the task set here (lifecycle/db/requests.py). A
+        task_state change without one ends the instance's request.
         """
         inst = models.Instance
         values = dict(values)
@@ -160,6 +170,10 @@ class InstancesMixin:
                 self._set_system_metadata(session, instance_uuid, key, value)
             if fault is not None:
                 session.add(fault.row(instance_uuid))
+            if request is not None:
+                requests.replace(session, instance_uuid, request)
+            elif 'task_state' in values:
+                requests.settle(session, instance_uuid, values['task_state'])
             session.flush()
             # Read back in the same transaction: the row exactly as this
             # update left it, not as a later request may have changed it.
@@ -197,4 +211,5 @@ class InstancesMixin:
                        models.Instance.deleted_at.is_(None))
                 .values(vm_state='deleted', task_state=None, host=None,
                         deleted_at=now, terminated_at=now, updated_at=now))
+            requests.settle(session, instance_uuid, None)
 

@@ -232,6 +232,37 @@ class InstanceFault(Base):
         sa.DateTime, default=utcnow)
 
 
+class AcceptedRequest(Base):
+    """The request that set an instance's current task, as the message that
+    carries it out (``service``, ``host``, ``method``, ``args``).
+
+    Written in the transaction that sets the task_state, deleted in the one
+    that moves the task on (lifecycle/db/requests.py): a row is a request
+    accepted and not yet done, whatever crashed since, so a service that
+    starts again, or the conductor's periodic check, can send it again
+    (lifecycle/requests.py). One per instance: the task_state compare-and-
+    swap admits one task at a time.
+    """
+    __tablename__ = 'accepted_requests'
+    __table_args__ = (sa.Index('accepted_requests_service_host_idx',
+                               'service', 'host'),)
+
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), sa.ForeignKey('instances.uuid', ondelete='CASCADE'),
+        primary_key=True)
+    task_state: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    service: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    method: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    args: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    context: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    accepted_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        sa.DateTime, default=utcnow)
+    dispatched_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        sa.DateTime, default=utcnow)
+    dispatches: orm.Mapped[int] = orm.mapped_column(default=1)
+
+
 # TaskFlow's persistence tables (lifecycle/flows), in the same database and
 # metadata so that the migration check covers them; TaskFlow owns their
 # definition (migration 0002).

@@ -1,0 +1,219 @@
+"""A 202 means the operation happens, whatever is killed when.
+
+``lifecycle-aio`` runs as a process (fake:// bus, SQLite, real QEMU guests
+under qemu:///system, so guests outlive the process as they would a
+restarted nova-compute). It is SIGKILLed:
+
+* at the moment between recording an accepted request and sending it
+  (``LIFECYCLE_FAULT_BOUNDARY=accepted:<method>:after``): nothing but the
+  database knows of the request;
+* at random moments after a shelve's or an unshelve's 202 (seeded; the
+  seed is printed): in the message, in a flow, between two flows.
+
+After each restart the instance must have no task_state within
+:data:`BOUND` seconds -- far below ``stuck_task_timeout`` (30 min here, as
+by default), so it is never the stuck-task sweep that ends it -- and be
+where the request said (carried out) or back where it was with a fault
+(ended); no flow record and no accepted request may be left, and the
+disk's data written at the start reads back at the end.
+"""
+
+import os
+import random
+import time
+
+import libvirt
+import pytest
+import sqlalchemy as sa
+
+from lifecycle.db import api as db_api
+from lifecycle.flows import faults
+from tests.functional.conftest import Client
+from tests.functional.conftest import qemu_io
+from tests.integration.conftest import ServiceProcess
+from tests.integration.conftest import _write_conf
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BOUND = 45
+PATTERN = 'write -P 0x5a 2M 1M'
+ROUNDS = 8
+EXPECTED = {'shelve': 'SHELVED_OFFLOADED', 'unshelve': 'ACTIVE'}
+
+
+class AllInOne:
+    def __init__(self, state_dir: str, log_dir: str) -> None:
+        self.state_dir = state_dir
+        self.log_dir = log_dir
+        self.url_db = 'sqlite:///%s' % os.path.join(state_dir, 'aio.sqlite')
+        self.conf = _write_conf(os.path.join(log_dir, 'aio.conf'), {
+            'DEFAULT': {'transport_url': 'fake://', 'shutdown_timeout': 0,
+                        'shelved_offload_time': 0,
+                        'stuck_task_timeout': 1800},
+            'aio': {'hosts': 'host-a1:group-a, host-a2:group-a',
+                    'host_vcpus': 4, 'host_memory_mb': 4096,
+                    'state_dir': state_dir},
+            'api': {'host': '127.0.0.1', 'port': 0},
+            'libvirt': {'connection_uri': 'qemu:///system',
+                        'fall_back_to_test_driver': False},
+            'image': {'source': 'local', 'default_image_size_mb': 64},
+            'database': {'connection': self.url_db},
+        })
+        self.process: ServiceProcess | None = None
+        self.starts = 0
+        self.client: Client | None = None
+
+    def start(self, boundary: str | None = None) -> Client:
+        self.starts += 1
+        self.process = ServiceProcess(
+            'aio-%d' % self.starts, 'aio', [self.conf],
+            os.path.join(self.log_dir, 'aio-%d.log' % self.starts),
+            env={faults.ENV: boundary} if boundary else None)
+        where = self.process.wait_ready()
+        self.client = Client(where.removeprefix('at ').strip())
+        return self.client
+
+    def kill(self) -> None:
+        self.process.popen.kill()
+        self.process.stop()
+
+    def leftovers(self) -> tuple[int, int]:
+        """(flow records, accepted requests) in the database."""
+        engine = sa.create_engine(self.url_db)
+        try:
+            with engine.connect() as conn:
+                return (conn.execute(sa.text(
+                            'SELECT count(*) FROM logbooks')).scalar(),
+                        conn.execute(sa.text(
+                            'SELECT count(*) FROM accepted_requests'))
+                        .scalar())
+        finally:
+            engine.dispose()
+
+    def faults(self, server_id: str) -> list[str]:
+        db = db_api.Database(self.url_db)
+        try:
+            return [f.message for f in db.instance_get(server_id).faults]
+        finally:
+            db.dispose()
+
+
+@pytest.fixture
+def aio(qemu_dir, tmp_path):
+    state_dir = os.path.join(qemu_dir, 'aio')
+    os.makedirs(state_dir)
+    os.chmod(state_dir, 0o755)
+    deployment = AllInOne(state_dir, str(tmp_path))
+    yield deployment
+    if deployment.process is not None:
+        deployment.process.stop()
+    conn = libvirt.open('qemu:///system')
+    try:
+        prefix = os.path.join(state_dir, '')
+        for dom in conn.listAllDomains():
+            try:
+                if prefix not in dom.XMLDesc(0):
+                    continue
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+            except libvirt.libvirtError:
+                continue  # gone meanwhile
+    finally:
+        conn.close()
+
+
+def _settled(aio: AllInOne, server_id: str) -> dict:
+    """The server once its task has ended (within BOUND of the restart)."""
+    return aio.client.settle(server_id, timeout=BOUND)
+
+
+def _boot(aio: AllInOne) -> str:
+    client = aio.start()
+    server_id = client.boot('outbox', host='host-a1')
+    client.wait(server_id, 'ACTIVE')
+    return server_id
+
+
+def _find_disk(aio: AllInOne, server_id: str) -> str:
+    for root, _dirs, files in os.walk(aio.state_dir):
+        if os.path.basename(root) == server_id and 'disk' in files:
+            return os.path.join(root, 'disk')
+    raise AssertionError('no disk of %s under %s' % (server_id,
+                                                     aio.state_dir))
+
+
+@pytest.mark.parametrize('action', ['shelve', 'unshelve'])
+def test_killed_between_recording_and_sending(aio, action):
+    """Nothing but the database knows of the request when the process
+    dies: the next start carries it out."""
+    server_id = _boot(aio)
+    if action == 'unshelve':
+        assert aio.client.action(server_id, {'shelve': None})[0] == 202
+        aio.client.wait(server_id, 'SHELVED_OFFLOADED')
+    aio.process.stop()
+    client = aio.start(boundary='accepted:%s_instance:after' % action)
+    try:
+        client.action(server_id, {action: None})
+    except OSError:
+        pass  # the process died before it answered
+    status = aio.process.wait_exit(30)
+    assert status == -9, aio.process.tail()
+    assert 'SIGKILL at accepted:%s_instance:after' % action in (
+        aio.process.log())
+    aio.process.stop()
+
+    aio.start()
+    server = _settled(aio, server_id)
+    assert server['status'] == EXPECTED[action], server
+    assert aio.leftovers() == (0, 0)
+    assert 'sending %s_instance' % action in aio.process.log()
+
+
+def test_killed_at_random_moments(aio, capsys):
+    seed = int(os.environ.get('LIFECYCLE_OUTBOX_SEED', time.time()))
+    rng = random.Random(seed)
+    server_id = _boot(aio)
+    assert aio.client.action(server_id, {'shelve': None})[0] == 202
+    aio.client.wait(server_id, 'SHELVED_OFFLOADED')
+    disk = _find_disk(aio, server_id)
+    qemu_io(disk, PATTERN)
+
+    outcomes = []
+    action = 'unshelve'
+    for _round in range(ROUNDS):
+        delay = rng.uniform(0, 0.8)
+        status, body = aio.client.action(server_id, {action: None})
+        assert status == 202, body
+        time.sleep(delay)
+        aio.kill()
+        started = time.monotonic()
+        aio.start()
+        server = _settled(aio, server_id)
+        waited = time.monotonic() - started
+        faults_now = aio.faults(server_id)
+        if server['status'] == EXPECTED[action]:
+            outcome = 'carried out'
+        else:
+            # Ended instead: back where it was, and it says why.
+            assert faults_now, (action, server)
+            outcome = 'ended: %s' % faults_now[0]
+        outcomes.append((action, round(delay, 3), outcome,
+                         round(waited, 1)))
+        assert aio.leftovers() == (0, 0), outcomes
+        action = ('shelve' if server['status'] == 'ACTIVE' else 'unshelve')
+
+    with capsys.disabled():
+        print('\nrandom kills of lifecycle-aio (seed %d):' % seed)
+        for row in outcomes:
+            print('  %-9s kill after %.3f s -> %s (settled %.1f s after '
+                  'the restart began)' % row)
+    # Most rounds must carry the request out; a round may end with a
+    # fault only where the request could no longer be done.
+    assert sum(o[2] == 'carried out' for o in outcomes) >= ROUNDS - 1, \
+        outcomes
+    if aio.client.server(server_id)['status'] == 'ACTIVE':
+        assert aio.client.action(server_id, {'shelve': None})[0] == 202
+        aio.client.wait(server_id, 'SHELVED_OFFLOADED')
+    qemu_io(_find_disk(aio, server_id), PATTERN.replace('write', 'read'))
