@@ -149,6 +149,11 @@ def test_documented_multihost_deployment(make_deployment, rabbit_vhost,
     etc = str(tmp_path / 'etc-lifecycle')
     os.makedirs(etc)
     images_dir = os.path.join(deployment.root, 'srv-images')
+    # The guide's sections, with test values where it leaves the choice:
+    # port 0 (a free port, printed in the ready line), a guest that powers
+    # off at once (the blank image has no OS to answer ACPI; 60 s would only
+    # wait), a 2 s heartbeat, and each host's capacity stated rather than
+    # this machine's.
     shared = _write(os.path.join(etc, 'lifecycle.conf'), '\n'.join([
         '[DEFAULT]',
         'transport_url = %s' % rabbit_vhost,
