@@ -18,6 +18,7 @@ the disk's storage group uploads it.
 import collections
 import contextlib
 import datetime
+import threading
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -53,6 +54,10 @@ class ConductorManager:
         self.placement = placement_mod.Placement(db, compute, scheduler)
         self.flows = flow_engine.FlowRunner(db, 'conductor:%s' % host,
                                             conductor_flows.FACTORIES)
+        # Instances with a placement running in this conductor: a copy of
+        # the request arriving meanwhile is dropped (see _still_wanted).
+        self._placing: set[str] = set()
+        self._placing_lock = threading.Lock()
 
     @property
     def stats(self) -> collections.Counter:
@@ -61,13 +66,20 @@ class ConductorManager:
 
     def _run_flow(self, kind: str, context, instance_uuid: str,
                   request_spec: dict) -> None:
-        # Tokens are never written to the database: RPC between the
-        # services does not need them.
-        stored = {k: v for k, v in (context.to_dict() if context else {})
-                  .items() if 'token' not in k}
-        self.flows.run(kind, self.placement, {
-            'instance_uuid': instance_uuid, 'request_spec': request_spec,
-            'request_context': stored})
+        stored = db_api.stored_context(context)
+        with self._placing_lock:
+            if instance_uuid in self._placing:
+                LOG.info('Instance %s: %s dropped: its placement runs here '
+                         '(a request sent twice)', instance_uuid, kind)
+                return
+            self._placing.add(instance_uuid)
+        try:
+            self.flows.run(kind, self.placement, {
+                'instance_uuid': instance_uuid, 'request_spec': request_spec,
+                'request_context': stored})
+        finally:
+            with self._placing_lock:
+                self._placing.discard(instance_uuid)
 
     def _still_wanted(self, instance_uuid: str, task_state: str,
                       method: str) -> bool:

@@ -32,6 +32,7 @@ READONLY = 'lifecycle_readonly'
 Fault = instances.Fault
 # The request value they take (``request=``) and record.
 Request = requests.Request
+stored_context = requests.stored_context
 
 
 def _create_sqlite_engine(url: str) -> sa.Engine:

@@ -33,11 +33,18 @@ class Request:
     @classmethod
     def of(cls, task_state: str, service: str, method: str, context,
            host: str | None = None, **args) -> 'Request':
-        """With ``context`` (a RequestContext or None) stored as its dict;
-        tokens are never written to the database."""
-        stored = {k: v for k, v in (context.to_dict() if context else {})
-                  .items() if 'token' not in k}
-        return cls(task_state, service, method, host, args, stored)
+        """With ``context`` (a RequestContext or None) stored as its dict
+        (:func:`stored_context`)."""
+        return cls(task_state, service, method, host, args,
+                   stored_context(context))
+
+
+def stored_context(context) -> dict:
+    """A request context as the database keeps it: its dict without the
+    tokens (never written to the database; RPC between the services does
+    not need them)."""
+    return {k: v for k, v in (context.to_dict() if context else {}).items()
+            if 'token' not in k}
 
 
 def replace(session: orm.Session, instance_uuid: str,
