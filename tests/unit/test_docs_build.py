@@ -93,3 +93,24 @@ def test_docs_name_no_schema_revision_as_the_one_needed():
             text = ' '.join(f.read().split())
         found = re.findall(r'release needs (\S+?):', text)
         assert set(found) <= {'HEAD'}, (name, found)
+
+
+def test_multihost_option_table_names_every_option():
+    """"Which service reads which option" (multihost.rst) has a row for
+    every option: a whole section (``[group]``) or the option by name (a
+    row's later names belong to the last ``[group]`` named before them)."""
+    with open(os.path.join(SOURCE, 'multihost.rst')) as f:
+        text = f.read()
+    table = text[text.index('Which service reads which option'):
+                 text.index('Where the services find their configuration')]
+    covered: dict[str, set[str]] = {}
+    for names in re.findall(r'^   \* - (.*)$', table, re.MULTILINE):
+        group = None
+        for m in re.finditer(r'``(?:\[([^\]]+)\])?\s*([a-z0-9_]*)``', names):
+            group = m.group(1) or group
+            covered.setdefault(group, set()).add(m.group(2) or '*')
+    missing = [
+        (group, opt.dest) for group, options in lifecycle_opts.list_opts()
+        for opt in options
+        if not covered.get(group, set()) & {'*', opt.dest, opt.name}]
+    assert not missing, missing
