@@ -8,7 +8,10 @@ restarted nova-compute). It is SIGKILLed:
   (``LIFECYCLE_FAULT_BOUNDARY=accepted:<method>:after``): nothing but the
   database knows of the request;
 * at random moments after a shelve's or an unshelve's 202 (seeded; the
-  seed is printed): in the message, in a flow, between two flows.
+  seed is printed): in the message, in a flow, between two flows;
+
+and so is, at random moments, each of the separate services (API,
+conductor, compute on RabbitMQ and PostgreSQL).
 
 After each restart the instance must have no task_state within
 :data:`BOUND` seconds -- far below ``stuck_task_timeout`` (30 min here, as
@@ -30,6 +33,7 @@ from lifecycle.db import api as db_api
 from lifecycle.flows import faults
 from tests.functional.conftest import Client
 from tests.functional.conftest import qemu_io
+from tests.integration.conftest import DatabaseServer
 from tests.integration.conftest import ServiceProcess
 from tests.integration.conftest import _write_conf
 
@@ -129,6 +133,18 @@ def _settled(aio: AllInOne, server_id: str) -> dict:
     return aio.client.settle(server_id, timeout=BOUND)
 
 
+def _wait_clean(leftovers, outcomes) -> None:
+    """No flow record and no accepted request left, within BOUND (a
+    conductor may still be waiting for a killed host's answer when the
+    restarted host has finished the unshelve)."""
+    deadline = time.monotonic() + BOUND
+    while (left := leftovers()) != (0, 0):
+        assert time.monotonic() < deadline, (
+            '(flow records, accepted requests) left: %s after %s' %
+            (left, outcomes))
+        time.sleep(0.2)
+
+
 def _boot(aio: AllInOne) -> str:
     client = aio.start()
     server_id = client.boot('outbox', host='host-a1')
@@ -201,7 +217,7 @@ def test_killed_at_random_moments(aio, capsys):
             outcome = 'ended: %s' % faults_now[0]
         outcomes.append((action, round(delay, 3), outcome,
                          round(waited, 1)))
-        assert aio.leftovers() == (0, 0), outcomes
+        _wait_clean(aio.leftovers, outcomes)
         action = ('shelve' if server['status'] == 'ACTIVE' else 'unshelve')
 
     with capsys.disabled():
@@ -217,3 +233,114 @@ def test_killed_at_random_moments(aio, capsys):
         assert aio.client.action(server_id, {'shelve': None})[0] == 202
         aio.client.wait(server_id, 'SHELVED_OFFLOADED')
     qemu_io(_find_disk(aio, server_id), PATTERN.replace('write', 'read'))
+
+
+# -- the separate services ----------------------------------------------------
+
+HOST, GROUP = 'host-a1', 'group-a'
+FLAVOR = {'id': 'ob-64', 'name': 'ob.64', 'ram': 64, 'vcpus': 1, 'disk': 1}
+
+
+@pytest.fixture(scope='module')
+def postgres():
+    server = DatabaseServer('postgresql')
+    yield server
+    server.drop_all()
+
+
+class Services:
+    """The processes of a multi-process deployment, each killable and
+    started again with its own configuration."""
+
+    def __init__(self, deployment) -> None:
+        self.deployment = deployment
+        self.confs = {
+            'api': ('api', None),
+            'conductor': ('conductor', {'DEFAULT': {
+                'host': 'conductor-1', 'rpc_response_timeout': 6}}),
+            HOST: ('compute', {'DEFAULT': {
+                'host': HOST, 'shelved_offload_time': 0,
+                'instances_path': deployment.storage_path(GROUP)}}),
+        }
+        self.starts = 0
+        self.client = Client(deployment.url)
+
+    def restart(self, name: str, kill: bool = False) -> None:
+        old = self.deployment.processes.pop(name)
+        if kill:
+            old.popen.kill()
+        old.stop()
+        self.starts += 1
+        command, extra = self.confs[name]
+        process = self.deployment.spawn('%s-%d' % (name, self.starts),
+                                        command, extra)
+        self.deployment.processes[name] = self.deployment.processes.pop(
+            process.name)
+        where = process.wait_ready()
+        if name == 'api':
+            self.client = Client(where.removeprefix('at ').strip())
+
+    def leftovers(self) -> tuple[int, int]:
+        engine = sa.create_engine(self.deployment.database_url)
+        try:
+            with engine.connect() as conn:
+                return (conn.execute(sa.text(
+                            'SELECT count(*) FROM logbooks')).scalar(),
+                        conn.execute(sa.text(
+                            'SELECT count(*) FROM accepted_requests'))
+                        .scalar())
+        finally:
+            engine.dispose()
+
+
+def test_each_service_killed_at_random_moments(make_deployment, postgres,
+                                               system_libvirt_uri, capsys):
+    seed = int(os.environ.get('LIFECYCLE_OUTBOX_SEED', time.time()))
+    rng = random.Random(seed)
+    deployment = make_deployment(postgres.create(), system_libvirt_uri,
+                                 hosts={HOST: GROUP}, host_memory_mb=128)
+    services = Services(deployment)
+    status, body = services.client.request('POST', '/flavors',
+                                           {'flavor': FLAVOR})
+    assert status == 200, body
+    # The configurations above (offload at once, short RPC timeout).
+    services.restart('conductor')
+    services.restart(HOST)
+    server_id = services.client.boot('outbox', flavor=FLAVOR['id'],
+                                     image=deployment.image_id, host=HOST)
+    services.client.wait(server_id, 'ACTIVE')
+
+    db = db_api.Database(deployment.database_url)
+    outcomes = []
+    action = 'shelve'
+    victims = ['api', 'conductor', HOST] * 3
+    rng.shuffle(victims)
+    try:
+        for victim in victims:
+            delay = rng.uniform(0, 0.8)
+            status, body = services.client.action(server_id, {action: None})
+            assert status == 202, body
+            time.sleep(delay)
+            started = time.monotonic()
+            services.restart(victim, kill=True)
+            server = services.client.settle(server_id, timeout=BOUND)
+            waited = time.monotonic() - started
+            if server['status'] == EXPECTED[action]:
+                outcome = 'carried out'
+            else:
+                faults_now = db.instance_get(server_id).faults
+                assert faults_now, (action, victim, server)
+                outcome = 'ended: %s' % faults_now[0].message
+            outcomes.append((action, victim, round(delay, 3), outcome,
+                             round(waited, 1)))
+            _wait_clean(services.leftovers, outcomes)
+            action = 'shelve' if server['status'] == 'ACTIVE' else 'unshelve'
+    finally:
+        db.dispose()
+        with capsys.disabled():
+            print('\nrandom kills of the separate services (seed %d):' % seed)
+            for row in outcomes:
+                print('  %-9s %-10s killed after %.3f s -> %s (settled %.1f s '
+                      'after the kill)' % row)
+    assert sum(o[3] == 'carried out' for o in outcomes) >= len(victims) - 1, \
+        outcomes
