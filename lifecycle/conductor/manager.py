@@ -18,9 +18,9 @@ the disk's storage group uploads it.
 import collections
 import contextlib
 import datetime
-import threading
 
 import oslo_messaging as messaging
+from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_utils import timeutils
 
@@ -41,6 +41,10 @@ from lifecycle import names
 LOG = logging.getLogger(__name__)
 
 
+def placement_lock(instance_uuid: str):
+    return lockutils.lock('placement-%s' % instance_uuid, fair=True)
+
+
 class ConductorManager:
     target = messaging.Target(version='1.1')  # see conductor/rpcapi.py
 
@@ -54,10 +58,6 @@ class ConductorManager:
         self.placement = placement_mod.Placement(db, compute, scheduler)
         self.flows = flow_engine.FlowRunner(db, 'conductor:%s' % host,
                                             conductor_flows.FACTORIES)
-        # Instances with a placement running in this conductor: a copy of
-        # the request arriving meanwhile is dropped (see _still_wanted).
-        self._placing: set[str] = set()
-        self._placing_lock = threading.Lock()
 
     @property
     def stats(self) -> collections.Counter:
@@ -66,20 +66,9 @@ class ConductorManager:
 
     def _run_flow(self, kind: str, context, instance_uuid: str,
                   request_spec: dict) -> None:
-        stored = db_api.stored_context(context)
-        with self._placing_lock:
-            if instance_uuid in self._placing:
-                LOG.info('Instance %s: %s dropped: its placement runs here '
-                         '(a request sent twice)', instance_uuid, kind)
-                return
-            self._placing.add(instance_uuid)
-        try:
-            self.flows.run(kind, self.placement, {
-                'instance_uuid': instance_uuid, 'request_spec': request_spec,
-                'request_context': stored})
-        finally:
-            with self._placing_lock:
-                self._placing.discard(instance_uuid)
+        self.flows.run(kind, self.placement, {
+            'instance_uuid': instance_uuid, 'request_spec': request_spec,
+            'request_context': db_api.stored_context(context)})
 
     def _still_wanted(self, instance_uuid: str, task_state: str,
                       method: str) -> bool:
@@ -100,15 +89,20 @@ class ConductorManager:
 
     def build_instance(self, context, instance_uuid: str,
                        request_spec: dict) -> None:
-        if self._still_wanted(instance_uuid, states.SCHEDULING,
-                              'build_instance'):
-            self._run_flow('build', context, instance_uuid, request_spec)
+        # One placement per instance at a time in this conductor: a copy of
+        # the request waits for the first, then finds its task moved on.
+        with placement_lock(instance_uuid):
+            if self._still_wanted(instance_uuid, states.SCHEDULING,
+                                  'build_instance'):
+                self._run_flow('build', context, instance_uuid, request_spec)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict) -> None:
-        if self._still_wanted(instance_uuid, states.UNSHELVING,
-                              'unshelve_instance'):
-            self._run_flow('unshelve', context, instance_uuid, request_spec)
+        with placement_lock(instance_uuid):
+            if self._still_wanted(instance_uuid, states.UNSHELVING,
+                                  'unshelve_instance'):
+                self._run_flow('unshelve', context, instance_uuid,
+                               request_spec)
 
     def init_host(self) -> None:
         """Before taking requests: resume the placements a crash of this
