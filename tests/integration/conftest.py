@@ -24,8 +24,10 @@ process writes its own log file; when a test fails, the tail of every log is
 attached to the report.
 """
 
+import collections
 import ctypes
 import itertools
+import json
 import os
 import re
 import signal
@@ -142,24 +144,103 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _service_env(extra: dict | None = None) -> dict:
+    return dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1',
+                **(extra or {}))
+
+
+def _interpreter_env(env: dict) -> frozenset:
+    """What the interpreter reads when it starts (not later)."""
+    return frozenset((k, v) for k, v in env.items()
+                     if k.startswith('PYTHON'))
+
+
+class Standbys:
+    """:mod:`tests.integration.standby` processes per service command,
+    their imports done ahead of need. :meth:`take` hands one over (to be
+    told its arguments, environment and log) or, with none at hand, starts
+    one that is told at once; from the second take of a command on, it
+    keeps ``depth`` of them importing or waiting while the tests go on. A
+    restart then costs the service's own start, not seconds of imports on
+    top; what the service does once told is what a cold start does.
+
+    The standbys die with the test process (``PR_SET_PDEATHSIG``) and are
+    killed by :meth:`close`."""
+
+    def __init__(self, log_dir: str, depth: int = 2) -> None:
+        self.log_dir = log_dir
+        self.depth = depth
+        self._ready: dict[tuple, list[subprocess.Popen]] = {}
+        self._taken: collections.Counter = collections.Counter()
+        self._count = itertools.count()
+
+    def _start(self, command: str, env: dict) -> subprocess.Popen:
+        prelog = os.path.join(self.log_dir, 'standby-%s-%d.log' % (
+            command, next(self._count)))
+        with open(prelog, 'ab') as out:
+            return subprocess.Popen(
+                [sys.executable, '-m', 'tests.integration.standby', command,
+                 prelog], stdin=subprocess.PIPE, stdout=out,
+                stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+                preexec_fn=_die_with_parent)
+
+    def take(self, command: str, args: list[str], env: dict,
+             log_path: str) -> subprocess.Popen:
+        """The process of ``command`` started with ``args``, ``env`` (the
+        whole environment) and its output appended to ``log_path``."""
+        key = (command, _interpreter_env(env))
+        # The standby's own environment: the interpreter's part of the
+        # service's, the rest as any service of the session has it.
+        standby_env = {k: v for k, v in _service_env().items()
+                       if not k.startswith('PYTHON')}
+        standby_env.update(key[1])
+        ready = [p for p in self._ready.get(key, []) if p.poll() is None]
+        popen = ready.pop(0) if ready else self._start(command, standby_env)
+        if self._taken[key]:
+            while len(ready) < self.depth:
+                ready.append(self._start(command, standby_env))
+        self._taken[key] += 1
+        self._ready[key] = ready
+        popen.stdin.write(json.dumps({'args': args, 'env': env,
+                                      'log': log_path}).encode() + b'\n')
+        popen.stdin.close()
+        return popen
+
+    def close(self) -> None:
+        """SIGKILL to the standbys not taken: they started nothing."""
+        waiting = [p for ready in self._ready.values() for p in ready]
+        self._ready.clear()
+        for popen in waiting:
+            popen.kill()
+        for popen in waiting:
+            popen.wait()
+            popen.stdin.close()
+
+
 class ServiceProcess:
     def __init__(self, name: str, command: str, config_files: list[str],
                  log_path: str, env: dict | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 wrapper: list[str] | None = None,
+                 standbys: Standbys | None = None) -> None:
+        """``standbys``: take the process from there (not with a
+        ``wrapper``)."""
         self.name = name
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1',
-                   **(env or {}))
+        env = _service_env(env)
         self._terminated = False
         self._log = open(log_path, 'ab')
-        # ``wrapper``: a command that execs the service (see
-        # :func:`without_mounts`).
-        args = list(wrapper or []) + [sys.executable, '-m',
-                                      'lifecycle.cmd.%s' % command]
+        args = []
         for path in config_files:
             args += ['--config-file', path]
+        if standbys is not None and not wrapper:
+            self.popen = standbys.take(command, args, env, log_path)
+            return
+        # ``wrapper``: a command that execs the service (see
+        # :func:`without_mounts`).
         self.popen = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT,
+            list(wrapper or []) + [sys.executable, '-m',
+                                   'lifecycle.cmd.%s' % command] + args,
+            stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
             preexec_fn=_die_with_parent)
 
@@ -251,8 +332,12 @@ class Deployment:
     def __init__(self, *, root: str, log_dir: str, database_url: str,
                  transport_url: str, libvirt_uri: str,
                  hosts: dict[str, str], host_vcpus: int,
-                 host_memory_mb: int) -> None:
+                 host_memory_mb: int,
+                 standbys: Standbys | None = None) -> None:
+        """``standbys``: the services' processes are taken from there (see
+        :class:`Standbys`)."""
         self.root = root
+        self.standbys = standbys
         self.log_dir = log_dir
         self.database_url = database_url
         self.hosts = hosts
@@ -282,7 +367,13 @@ class Deployment:
             # Queues go with the last consumer, and reply/fanout queues of a
             # killed process expire within a minute: runs leave none behind.
             'oslo_messaging_rabbit': {'amqp_auto_delete': 'true',
-                                      'rabbit_transient_queues_ttl': 60},
+                                      'rabbit_transient_queues_ttl': 60,
+                                      # An RPC server's stop waits for its
+                                      # listener's poll: up to 5 s with the
+                                      # default rate, 1 s (threshold / rate
+                                      # / 2) with this one. The threshold
+                                      # (a silent broker is down) stays.
+                                      'heartbeat_rate': 30},
         })
 
     def _mkdir(self, *parts: str) -> str:
@@ -313,7 +404,7 @@ class Deployment:
                 os.path.join(self.log_dir, '%s.conf' % name), extra))
         process = ServiceProcess(name, command, files,
                                  os.path.join(self.log_dir, '%s.log' % name),
-                                 env, wrapper)
+                                 env, wrapper, self.standbys)
         self.processes[name] = process
         return process
 
@@ -444,18 +535,29 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(scope='package')
+def standbys(tmp_path_factory):
+    """The :class:`Standbys` of the integration tests, ended after the
+    last one."""
+    pool = Standbys(str(tmp_path_factory.mktemp('standbys')))
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def make_deployment(request, tmp_path, qemu_dir, rabbit_url):
+def make_deployment(request, tmp_path, qemu_dir, rabbit_url, standbys):
     """``make_deployment(database_url, libvirt_uri, hosts=..., ...)``: a
     :class:`Deployment`, started unless ``start=False``, and stopped
     (processes terminated, guests removed) in teardown whatever the test
-    did."""
+    did. ``standby=True``: its processes come from :class:`Standbys`
+    (restarts without the seconds of imports)."""
     deployments: list[Deployment] = []
     request.node.stash[_DEPLOYMENTS] = deployments
 
     def make(database_url: str, libvirt_uri: str, *, hosts: dict[str, str],
              host_vcpus: int = 4, host_memory_mb: int = 128,
-             start: bool = True, **start_args) -> Deployment:
+             start: bool = True, standby: bool = False,
+             **start_args) -> Deployment:
         n = len(deployments)
         log_dir = tmp_path / ('deployment-%d' % n)
         log_dir.mkdir()
@@ -463,7 +565,8 @@ def make_deployment(request, tmp_path, qemu_dir, rabbit_url):
             root=os.path.join(qemu_dir, 'd%d' % n), log_dir=str(log_dir),
             database_url=database_url, transport_url=rabbit_url,
             libvirt_uri=libvirt_uri, hosts=hosts, host_vcpus=host_vcpus,
-            host_memory_mb=host_memory_mb)
+            host_memory_mb=host_memory_mb,
+            standbys=standbys if standby else None)
         deployments.append(deployment)
         return deployment.start(**start_args) if start else deployment
 
