@@ -40,7 +40,7 @@ def unshelve_all(url: str, ids: list[str], timeout: float,
         sent[sid] = time.monotonic()
         try:
             client.action(sid, {'unshelve': None})
-        except Exception as e:  # noqa: BLE001 - recorded
+        except Exception as e:
             errors.append('%s: %s' % (sid, e))
             failed[sid] = 'request refused: %s' % e
         answered[sid] = time.monotonic()
@@ -50,7 +50,7 @@ def unshelve_all(url: str, ids: list[str], timeout: float,
             t0 = time.monotonic()
             try:
                 detail = client.servers_detail()
-            except Exception as e:  # noqa: BLE001 - a slow API: poll again
+            except Exception as e:
                 errors.append('poll: %s' % e)
                 continue
             now = time.monotonic()

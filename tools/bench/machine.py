@@ -51,7 +51,7 @@ def _libvirt(uri: str) -> dict:
     try:
         import libvirt
         conn = libvirt.open(uri)
-    except Exception as e:  # noqa: BLE001 - described, not fatal
+    except Exception as e:
         info['error'] = str(e)
         return info
     try:

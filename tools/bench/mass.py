@@ -338,7 +338,7 @@ def _pg_max_connections(url: str) -> int | None:
     try:
         with engine.connect() as conn:
             return int(conn.exec_driver_sql('SHOW max_connections').scalar())
-    except Exception:  # noqa: BLE001 - informational
+    except Exception:
         return None
     finally:
         engine.dispose()
@@ -378,7 +378,7 @@ def run_multiprocess(opts) -> dict:
             self.name = name
             self.log_path = log_path
             self._terminated = False
-            self._log = open(log_path, 'ab')  # noqa: SIM115 - closed by stop
+            self._log = open(log_path, 'ab')
             args = [sys.executable, '-m', 'tools.bench.service', command]
             for path in config_files:
                 args += ['--config-file', path]
