@@ -7,8 +7,12 @@ already given back is not given back twice. The order keeps the data-safety
 rules of ``compute/manager.py``: what the next step relies on is durable
 before that step runs.
 
-The owner of every task is the :class:`~lifecycle.compute.manager.
-ComputeManager`; the store holds ``instance_uuid`` and, per flow, the few
+Every factory takes the :class:`~lifecycle.compute.parts.FlowRun` of one
+run; its tasks get the host's parts (database, driver, storage, images,
+root volumes: :class:`~lifecycle.compute.parts.HostParts`) in their
+constructor, never the manager. The last update of a flow hands its
+committed row back through the run (``FlowRun.committed``), which the
+endpoint notifies. The store holds ``instance_uuid`` and, per flow, the few
 values the request carried.
 """
 
@@ -24,6 +28,7 @@ from lifecycle import exception
 from lifecycle import states
 from lifecycle.compute import hibernate
 from lifecycle.compute import offload
+from lifecycle.compute import parts as parts_mod
 from lifecycle.compute import volumes
 from lifecycle.db import api as db_api
 from lifecycle.flows import engine as flow_engine
@@ -37,14 +42,15 @@ _NEXT_METHOD = {states.SHELVING_OFFLOADING: 'shelve_offload_instance',
                 states.SHELVING_IMAGE_UPLOADING: 'offload_retained_disk'}
 
 
-def next_request(manager, task_state: str | None) -> db_api.Request | None:
-    """What this host does next in ``task_state`` (None: the task ends),
+def next_request(host: str, task_state: str | None
+                 ) -> db_api.Request | None:
+    """What ``host`` does next in ``task_state`` (None: the task ends),
     as the request recorded with it: a crash before it starts leaves it to
     be sent again."""
     if task_state is None:
         return None
     return db_api.Request.of(task_state, 'compute', _NEXT_METHOD[task_state],
-                             None, host=manager.host)
+                             None, host=host)
 
 
 def _disk_record(disk) -> dict:
@@ -55,17 +61,19 @@ def _disk_record(disk) -> dict:
 
 
 class _Task(flow_engine.LifecycleTask):
-    @property
-    def manager(self):
-        return self.owner
+    def __init__(self, flow_name: str, run: parts_mod.FlowRun | None,
+                 **kwargs) -> None:
+        super().__init__(flow_name, run, **kwargs)
+        self.run = run
+        self.parts = run.parts if run is not None else None
 
     def instance(self, instance_uuid: str):
-        return self.manager.db.instance_get(instance_uuid)
+        return self.parts.db.instance_get(instance_uuid)
 
-    def committed(self, instance):
+    def committed(self, instance) -> None:
         """Hand the row a final update committed to the endpoint, for its
         ``.end`` notification (a later read may show the next request)."""
-        self.manager.committed[instance.uuid] = instance
+        self.run.committed = instance
 
 
 # -- shared steps -------------------------------------------------------------
@@ -74,7 +82,7 @@ class PowerOff(_Task):
     NAME = 'power_off'
 
     def execute(self, instance_uuid: str, clean_shutdown: bool) -> None:
-        self.manager._power_off(instance_uuid, clean_shutdown)
+        self.parts.power_off(instance_uuid, clean_shutdown)
 
 
 class StartDomain(_Task):
@@ -84,18 +92,18 @@ class StartDomain(_Task):
 
     def execute(self, instance_uuid: str, root_disk: dict) -> None:
         instance = self.instance(instance_uuid)
-        self.manager.driver.spawn(self.manager._domain_spec(
+        self.parts.driver.spawn(self.parts.domain_spec(
             instance, types.SimpleNamespace(**root_disk)))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
-        self.manager.driver.undefine(instance_uuid)
+        self.parts.driver.undefine(instance_uuid)
 
 
 class UndefineDomain(_Task):
     NAME = 'undefine_domain'
 
     def execute(self, instance_uuid: str) -> None:
-        self.manager.driver.undefine(instance_uuid)
+        self.parts.driver.undefine(instance_uuid)
 
 
 # -- spawn --------------------------------------------------------------------
@@ -108,11 +116,11 @@ class PrepareRootDisk(_Task):
     default_provides = 'root_disk'
 
     def execute(self, instance_uuid: str) -> dict:
-        return _disk_record(self.manager._prepare_root_disk(
+        return _disk_record(self.parts.root_disk(
             self.instance(instance_uuid)))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
-        self.manager.db.release_claim(instance_uuid)
+        self.parts.db.release_claim(instance_uuid)
 
 
 class RecordActive(_Task):
@@ -123,7 +131,7 @@ class RecordActive(_Task):
         if (instance.vm_state == states.ACTIVE and
                 instance.task_state is None):
             return  # recorded by the interrupted run
-        self.committed(self.manager.db.instance_update(
+        self.committed(self.parts.db.instance_update(
             instance_uuid,
             {'vm_state': states.ACTIVE, 'task_state': None,
              'power_state': states.RUNNING,
@@ -131,8 +139,8 @@ class RecordActive(_Task):
             expected_task_state=states.SPAWNING, action='spawn'))
 
 
-def spawn_flow(manager):
-    return flow_engine.linear('spawn', manager, [
+def spawn_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('spawn', run, [
         PrepareRootDisk, StartDomain, RecordActive])
 
 
@@ -147,18 +155,18 @@ class RecordShelved(_Task):
         if (instance.vm_state == states.SHELVED and
                 instance.task_state == next_task):
             return
-        self.committed(self.manager.db.instance_update(
+        self.committed(self.parts.db.instance_update(
             instance_uuid,
             {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
-            request=next_request(self.manager, next_task),
+            request=next_request(self.parts.host, next_task),
             system_metadata={names.SHELVED_AT: timeutils.utcnow().isoformat(),
-                             names.SHELVED_HOST: self.manager.host}))
+                             names.SHELVED_HOST: self.parts.host}))
 
 
-def shelve_flow(manager):
-    return flow_engine.linear('shelve', manager, [PowerOff, RecordShelved])
+def shelve_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('shelve', run, [PowerOff, RecordShelved])
 
 
 class SaveMemory(_Task):
@@ -168,7 +176,7 @@ class SaveMemory(_Task):
     default_provides = 'memory_state'
 
     def execute(self, instance_uuid: str) -> str | None:
-        return hibernate.save(self.manager, instance_uuid)
+        return hibernate.save(self.parts, instance_uuid)
 
 
 class RecordHibernated(RecordShelved):
@@ -183,20 +191,20 @@ class RecordHibernated(RecordShelved):
                 instance.task_state == next_task):
             return
         sysmeta = {names.SHELVED_AT: timeutils.utcnow().isoformat(),
-                   names.SHELVED_HOST: self.manager.host}
+                   names.SHELVED_HOST: self.parts.host}
         if memory_state:
             sysmeta[names.SHELVED_MEMORY_STATE] = memory_state
-        self.committed(self.manager.db.instance_update(
+        self.committed(self.parts.db.instance_update(
             instance_uuid,
             {'vm_state': states.SHELVED, 'power_state': states.SHUTDOWN,
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
-            request=next_request(self.manager, next_task),
+            request=next_request(self.parts.host, next_task),
             system_metadata=sysmeta))
 
 
-def hibernate_shelve_flow(manager):
-    return flow_engine.linear('hibernate_shelve', manager, [
+def hibernate_shelve_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('hibernate_shelve', run, [
         SaveMemory, RecordHibernated])
 
 
@@ -208,18 +216,18 @@ class RecordRetainedDisk(_Task):
     NAME = 'record_retained_disk'
 
     def execute(self, instance_uuid: str) -> None:
-        manager = self.manager
-        disk = manager.storage.disk_info(instance_uuid)
-        manager.db.instance_update(
+        parts = self.parts
+        disk = parts.storage.disk_info(instance_uuid)
+        parts.db.instance_update(
             instance_uuid, {},
             expected_task_state=states.SHELVING_OFFLOADING,
             action='shelveOffload',
             system_metadata={
-                names.SHELVED_HOST: manager.host,
-                names.SHELVED_STORAGE_GROUP: manager.db.storage_group_of_host(
-                    manager.host),
+                names.SHELVED_HOST: parts.host,
+                names.SHELVED_STORAGE_GROUP: parts.db.storage_group_of_host(
+                    parts.host),
                 names.SHELVED_DISK: os.path.relpath(
-                    disk.path, manager.storage.instances_path)})
+                    disk.path, parts.storage.instances_path)})
 
 
 class ReleaseClaimOffloaded(_Task):
@@ -230,24 +238,24 @@ class ReleaseClaimOffloaded(_Task):
     NAME = 'release_claim'
 
     def execute(self, instance_uuid: str, full: bool) -> None:
-        manager = self.manager
+        parts = self.parts
         if self.instance(instance_uuid).vm_state == states.SHELVED_OFFLOADED:
             return  # done by the interrupted run
-        manager.db.release_claim(
-            instance_uuid, only_host=manager.host,
+        parts.db.release_claim(
+            instance_uuid, only_host=parts.host,
             only_task_state=states.SHELVING_OFFLOADING)
         next_task = states.SHELVING_IMAGE_UPLOADING if full else None
-        self.committed(manager.db.instance_update(
+        self.committed(parts.db.instance_update(
             instance_uuid,
             {'vm_state': states.SHELVED_OFFLOADED, 'task_state': next_task,
              'power_state': states.NOSTATE, 'host': None},
             expected_task_state=states.SHELVING_OFFLOADING,
-            request=next_request(manager, next_task),
+            request=next_request(parts.host, next_task),
             action='shelveOffload'))
 
 
-def shelve_offload_flow(manager):
-    return flow_engine.linear('shelve_offload', manager, [
+def shelve_offload_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('shelve_offload', run, [
         PowerOff, RecordRetainedDisk, UndefineDomain, ReleaseClaimOffloaded])
 
 
@@ -259,18 +267,18 @@ class ReserveRootVolume(_Task):
     def execute(self, instance_uuid: str) -> None:
         # Run again, it replaces the reserved attachment by a new one and
         # deletes the other: still exactly one, without connector.
-        self.manager.root_volumes.reserve(
+        self.parts.root_volumes.reserve(
             self.instance(instance_uuid),
             expected_task_state=states.SHELVING_OFFLOADING,
             action='shelveOffload')
-        self.manager.db.instance_update(
+        self.parts.db.instance_update(
             instance_uuid, {}, expected_task_state=states.SHELVING_OFFLOADING,
             action='shelveOffload',
-            system_metadata={names.SHELVED_HOST: self.manager.host})
+            system_metadata={names.SHELVED_HOST: self.parts.host})
 
 
-def shelve_offload_volume_flow(manager):
-    return flow_engine.linear('shelve_offload_volume', manager, [
+def shelve_offload_volume_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('shelve_offload_volume', run, [
         PowerOff, UndefineDomain, ReserveRootVolume, ReleaseClaimOffloaded])
 
 
@@ -289,35 +297,35 @@ class UploadImage(_Task):
         recorded = instance.system_metadata.get(names.SHELVED_IMAGE_ID)
         if recorded:
             return recorded
-        offload.delete_unrecorded_images(self.manager.image_service,
+        offload.delete_unrecorded_images(self.parts.image_service,
                                          instance)
         image = offload.upload_retained_disk(
-            self.manager.storage, self.manager.image_service, instance)
+            self.parts.storage, self.parts.image_service, instance)
         return image['id']
 
     def revert(self, instance_uuid: str, result=None, **kwargs) -> None:
         if not isinstance(result, str):
             return  # the upload itself failed and cleaned up after itself
-        if not self.manager.storage.exists(instance_uuid):
+        if not self.parts.storage.exists(instance_uuid):
             LOG.error('Not deleting image %s of instance %s: its retained '
                       'disk is already gone', result, instance_uuid)
             return
-        self.manager._delete_shelved_image(instance_uuid, result)
+        self.parts.delete_shelved_image(instance_uuid, result)
 
 
 class RecordImage(_Task):
     NAME = 'record_image'
 
     def execute(self, instance_uuid: str, image_id: str) -> None:
-        self.manager.db.instance_update(
+        self.parts.db.instance_update(
             instance_uuid, {},
             expected_task_state=states.SHELVING_IMAGE_UPLOADING,
             action='shelveOffload',
             system_metadata={names.SHELVED_IMAGE_ID: image_id})
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
-        if self.manager.storage.exists(instance_uuid):
-            self.manager.db.instance_update(
+        if self.parts.storage.exists(instance_uuid):
+            self.parts.db.instance_update(
                 instance_uuid, {},
                 system_metadata={names.SHELVED_IMAGE_ID: None})
 
@@ -331,7 +339,7 @@ class DeleteRetainedDisk(_Task):
             LOG.warning('Instance %s: its saved memory state goes with its '
                         'retained disk; it will boot cold from image %s',
                         instance_uuid, image_id)
-        freed = self.manager.storage.delete(instance_uuid)
+        freed = self.parts.storage.delete(instance_uuid)
         LOG.info('Instance %s fully offloaded to image %s; %d bytes of '
                  'retained disk freed', instance_uuid, image_id, freed)
 
@@ -345,15 +353,15 @@ class RecordFullOffload(_Task):
         if (instance.task_state == next_task_state and
                 not instance.system_metadata.get(names.SHELVED_DISK)):
             return
-        self.committed(self.manager.db.instance_update(
+        self.committed(self.parts.db.instance_update(
             instance_uuid, {'task_state': next_task_state},
             expected_task_state=states.SHELVING_IMAGE_UPLOADING,
             action='shelveOffload',
             system_metadata=dict.fromkeys(names.RETAINED_DISK_KEYS)))
 
 
-def full_offload_flow(manager):
-    return flow_engine.linear('full_offload', manager, [
+def full_offload_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('full_offload', run, [
         UploadImage, RecordImage, DeleteRetainedDisk, RecordFullOffload])
 
 
@@ -373,27 +381,27 @@ class AcceptUnshelve(_Task):
     NAME = 'accept_unshelve'
 
     def execute(self, instance_uuid: str) -> None:
-        manager = self.manager
+        parts = self.parts
         instance = self.instance(instance_uuid)
         if (instance.task_state == states.SPAWNING and
-                instance.claimed_host == manager.host):
+                instance.claimed_host == parts.host):
             return  # accepted by the interrupted run
-        manager.db.instance_update(
+        parts.db.instance_update(
             instance_uuid, {'task_state': states.SPAWNING},
             expected_vm_state=[states.SHELVED_OFFLOADED],
             expected_task_state=states.UNSHELVING,
-            expected_claimed_host=manager.host, action='unshelve')
+            expected_claimed_host=parts.host, action='unshelve')
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
         # Only an accept of this host is undone; a failed accept (the
         # claim went elsewhere) changes nothing.
         with contextlib.suppress(exception.InstanceInvalidState,
                                  exception.InstanceNotFound):
-            self.manager.db.instance_update(
+            self.parts.db.instance_update(
                 instance_uuid, {'task_state': states.UNSHELVING},
                 expected_vm_state=[states.SHELVED_OFFLOADED],
                 expected_task_state=states.SPAWNING,
-                expected_claimed_host=self.manager.host, action='unshelve')
+                expected_claimed_host=self.parts.host, action='unshelve')
 
 
 class PrepareUnshelveDisk(_Task):
@@ -404,16 +412,16 @@ class PrepareUnshelveDisk(_Task):
 
     def execute(self, instance_uuid: str) -> dict:
         instance = self.instance(instance_uuid)
-        if instance.claimed_host != self.manager.host:
+        if instance.claimed_host != self.parts.host:
             raise exception.Conflict(
                 reason='instance %s holds no claim on host %s' %
-                (instance_uuid, self.manager.host))
-        return _disk_record(self.manager._unshelve_disk(instance))
+                (instance_uuid, self.parts.host))
+        return _disk_record(self.parts.unshelve_disk(instance))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
         instance = self.instance(instance_uuid)
         if volumes.is_volume_backed(instance):
-            self.manager._reserve_again(instance_uuid)
+            self.parts.reserve_again(instance_uuid)
 
 
 class FinishUnshelve(_Task):
@@ -427,10 +435,10 @@ class FinishUnshelve(_Task):
     def execute(self, instance_uuid: str) -> None:
         instance = self.instance(instance_uuid)
         if (instance.vm_state == states.ACTIVE and
-                instance.host == self.manager.host and
+                instance.host == self.parts.host and
                 instance.task_state is None):
             return
-        self.committed(self.manager._finish_unshelve(
+        self.committed(self.parts.finish_unshelve(
             instance_uuid, self.TASK_STATE))
 
 
@@ -442,8 +450,8 @@ class DeleteShelvedImage(_Task):
     def execute(self, instance_uuid: str, shelved_image_id: str | None
                 ) -> None:
         if shelved_image_id:
-            self.manager._delete_shelved_image(instance_uuid,
-                                               shelved_image_id)
+            self.parts.delete_shelved_image(instance_uuid,
+                                            shelved_image_id)
 
 
 class ResumeDomain(StartDomain):
@@ -456,15 +464,15 @@ class ResumeDomain(StartDomain):
     def execute(self, instance_uuid: str, root_disk: dict) -> str:
         instance = self.instance(instance_uuid)
         return hibernate.resume_or_boot(
-            self.manager, instance, self.manager._domain_spec(
+            self.parts, instance, self.parts.domain_spec(
                 instance, types.SimpleNamespace(**root_disk)))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
-        manager = self.manager
-        ran = manager.driver.get_power_state(instance_uuid) == states.RUNNING
-        manager.driver.undefine(instance_uuid)
+        parts = self.parts
+        ran = parts.driver.get_power_state(instance_uuid) == states.RUNNING
+        parts.driver.undefine(instance_uuid)
         if ran and hibernate.recorded(self.instance(instance_uuid)):
-            hibernate.discard(manager, instance_uuid,
+            hibernate.discard(parts, instance_uuid,
                               'the guest ran from it; it no longer matches '
                               'the disk')
 
@@ -474,11 +482,11 @@ class DeleteMemoryState(_Task):
     NAME = 'delete_memory_state'
 
     def execute(self, instance_uuid: str) -> None:
-        hibernate.discard(self.manager, instance_uuid, 'unshelved')
+        hibernate.discard(self.parts, instance_uuid, 'unshelved')
 
 
-def unshelve_flow(manager):
-    return flow_engine.linear('unshelve', manager, [
+def unshelve_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('unshelve', run, [
         AcceptUnshelve, PrepareUnshelveDisk, ResumeDomain, FinishUnshelve,
         DeleteMemoryState, DeleteShelvedImage])
 
@@ -490,21 +498,21 @@ class PowerOn(_Task):
     NAME = 'power_on'
 
     def execute(self, instance_uuid: str) -> None:
-        manager = self.manager
+        parts = self.parts
         instance = self.instance(instance_uuid)
         if hibernate.recorded(instance):
-            hibernate.resume_or_boot(manager, instance, manager._domain_spec(
-                instance, manager.storage.disk_info(instance_uuid)))
+            hibernate.resume_or_boot(parts, instance, parts.domain_spec(
+                instance, parts.storage.disk_info(instance_uuid)))
             return
         try:
-            manager.driver.power_on(instance_uuid)
+            parts.driver.power_on(instance_uuid)
         except exception.DomainNotFound:
             LOG.warning('Shelved instance %s has no domain on %s; defining '
                         'it again from its root disk', instance_uuid,
-                        manager.host)
+                        parts.host)
             instance = self.instance(instance_uuid)
-            disk = manager._prepare_root_disk(instance)
-            manager.driver.spawn(manager._domain_spec(instance, disk))
+            disk = parts.root_disk(instance)
+            parts.driver.spawn(parts.domain_spec(instance, disk))
 
 
 class FinishUnshelveShelved(FinishUnshelve):
@@ -513,8 +521,8 @@ class FinishUnshelveShelved(FinishUnshelve):
     TASK_STATE = states.UNSHELVING
 
 
-def unshelve_shelved_flow(manager):
-    return flow_engine.linear('unshelve_shelved', manager, [
+def unshelve_shelved_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('unshelve_shelved', run, [
         PowerOn, FinishUnshelveShelved, DeleteMemoryState])
 
 
@@ -524,14 +532,14 @@ class ReleaseClaim(_Task):
     NAME = 'release_claim'
 
     def execute(self, instance_uuid: str) -> None:
-        self.manager.db.release_claim(instance_uuid)
+        self.parts.db.release_claim(instance_uuid)
 
 
 class DeleteDisk(_Task):
     NAME = 'delete_disk'
 
     def execute(self, instance_uuid: str) -> None:
-        freed = self.manager.storage.delete(instance_uuid)
+        freed = self.parts.storage.delete(instance_uuid)
         LOG.info('Instance %s: %d bytes of disk freed', instance_uuid, freed)
 
 
@@ -543,18 +551,18 @@ class ReleaseRootVolume(_Task):
     def execute(self, instance_uuid: str) -> None:
         instance = self.instance(instance_uuid)
         if volumes.is_volume_backed(instance):
-            self.manager.root_volumes.release(instance)
+            self.parts.root_volumes.release(instance)
 
 
 class MarkDeleted(_Task):
     NAME = 'mark_deleted'
 
     def execute(self, instance_uuid: str) -> None:
-        self.manager.db.instance_mark_deleted(instance_uuid)
+        self.parts.db.instance_mark_deleted(instance_uuid)
 
 
-def delete_flow(manager):
-    return flow_engine.linear('delete', manager, [
+def delete_flow(run: parts_mod.FlowRun | None):
+    return flow_engine.linear('delete', run, [
         UndefineDomain, ReleaseClaim, DeleteDisk, ReleaseRootVolume,
         MarkDeleted])
 

@@ -74,13 +74,13 @@ def recorded(instance: models.Instance) -> bool:
     return bool(instance.system_metadata.get(names.SHELVED_MEMORY_STATE))
 
 
-def save(manager, instance_uuid: str) -> str | None:
+def save(parts, instance_uuid: str) -> str | None:
     """Save the running guest's memory; the location to record, or None
     when the guest does not run (then the shelve is a plain one).
     Idempotent: a guest already saved to the file gives the location."""
-    storage = manager.storage
+    storage = parts.storage
     path = memory_state_path(storage, instance_uuid)
-    running = manager.driver.get_power_state(instance_uuid) == states.RUNNING
+    running = parts.driver.get_power_state(instance_uuid) == states.RUNNING
     if not running and not os.path.exists(path):
         LOG.info('Instance %s is not running: shelved without memory',
                  instance_uuid)
@@ -89,27 +89,27 @@ def save(manager, instance_uuid: str) -> str | None:
                      storage.instance_dir(instance_uuid))
     # Inside the shelve's own notifications, as Nova's instance.shutdown
     # inside instance.shelve.
-    with notifications.instance_action(manager, None, instance_uuid,
+    with notifications.instance_action(parts, None, instance_uuid,
                                        'hibernate'):
-        manager.driver.save_memory(instance_uuid, path, host=manager.host)
+        parts.driver.save_memory(instance_uuid, path, host=parts.host)
     paths.fsync_dir(os.path.dirname(path))
     LOG.info('Instance %s hibernated: %d bytes of memory state in %s',
              instance_uuid, os.path.getsize(path), path)
     return relative_location(storage, instance_uuid)
 
 
-def resume_or_boot(manager, instance: models.Instance,
+def resume_or_boot(parts, instance: models.Instance,
                    spec: domain_xml.DomainSpec) -> str:
     """Restore the guest from its saved state, else boot it cold from its
     disk (recording a fault). 'running', 'restored' or 'booted'."""
-    driver = manager.driver
+    driver = parts.driver
     if driver.get_power_state(instance.uuid) == states.RUNNING:
         return 'running'   # an interrupted run got that far
     if recorded(instance):
-        path = memory_state_path(manager.storage, instance.uuid)
+        path = memory_state_path(parts.storage, instance.uuid)
         try:
             # .error carries the reason of a cold boot.
-            with notifications.instance_action(manager, None, instance.uuid,
+            with notifications.instance_action(parts, None, instance.uuid,
                                                'hibernate_resume'):
                 if not os.path.isfile(path):
                     raise exception.SavedStateUnusable(
@@ -132,47 +132,47 @@ def resume_or_boot(manager, instance: models.Instance,
             room = models.FAULT_MESSAGE_LENGTH - len(COLD_BOOT_FAULT % '')
             if len(reason) > room:
                 reason = reason[:room - 3] + '...'
-            manager.db.instance_fault_create(
+            parts.db.instance_fault_create(
                 instance.uuid, 500, COLD_BOOT_FAULT % reason,
                 details='%s: %s' % (type(e).__name__, e.format_message()),
-                host=manager.host)
+                host=parts.host)
     driver.spawn(spec)
     return 'booted'
 
 
-def discard(manager, instance_uuid: str, why: str) -> None:
+def discard(parts, instance_uuid: str, why: str) -> None:
     """Delete the saved state (missing is fine) and its record."""
-    path = memory_state_path(manager.storage, instance_uuid)
+    path = memory_state_path(parts.storage, instance_uuid)
     if os.path.exists(path):
         paths.remove_quietly(path)
         LOG.info('Deleted memory state %s of instance %s (%s)', path,
                  instance_uuid, why)
     try:
-        instance = manager.db.instance_get(instance_uuid)
+        instance = parts.db.instance_get(instance_uuid)
     except exception.InstanceNotFound:
         return
     if recorded(instance):
-        manager.db.instance_update(
+        parts.db.instance_update(
             instance_uuid, {},
             system_metadata={names.SHELVED_MEMORY_STATE: None})
 
 
 # -- direct kernel boot ---------------------------------------------------
 
-def _fetch(manager, image_id: str, dest: str) -> None:
+def _fetch(parts, image_id: str, dest: str) -> None:
     if os.path.isfile(dest):
         return
     tmp = dest + '.part'
     paths.remove_quietly(tmp)
     try:
-        manager.image_service.download(image_id, tmp)
+        parts.image_service.download(image_id, tmp)
         os.chmod(tmp, paths.FILE_MODE)
         os.rename(tmp, dest)   # complete or absent, for a resumed flow
     finally:
         paths.remove_quietly(tmp)
 
 
-def kernel_boot(manager, instance: models.Instance
+def kernel_boot(parts, instance: models.Instance
                 ) -> domain_xml.KernelBoot | None:
     """The instance's direct kernel boot, its files in place; None when its
     image has no ``kernel_id``."""
@@ -180,18 +180,18 @@ def kernel_boot(manager, instance: models.Instance
     kernel_id = sysmeta.get(names.SYSMETA_IMAGE_KERNEL_ID)
     if not kernel_id:
         return None
-    storage = manager.storage
+    storage = parts.storage
     inst_dir = paths.ensure_dir(storage.instances_path,
                                 storage.instance_dir(instance.uuid))
     kernel = paths.confine(storage.instances_path,
                            os.path.join(inst_dir, KERNEL_NAME))
-    _fetch(manager, kernel_id, kernel)
+    _fetch(parts, kernel_id, kernel)
     ramdisk = None
     ramdisk_id = sysmeta.get(names.SYSMETA_IMAGE_RAMDISK_ID)
     if ramdisk_id:
         ramdisk = paths.confine(storage.instances_path,
                                 os.path.join(inst_dir, RAMDISK_NAME))
-        _fetch(manager, ramdisk_id, ramdisk)
+        _fetch(parts, ramdisk_id, ramdisk)
     return domain_xml.KernelBoot(
         kernel, ramdisk,
         sysmeta.get(names.SYSMETA_IMAGE_OS_COMMAND_LINE) or None)

@@ -35,6 +35,7 @@ from lifecycle import states
 from lifecycle import storage_groups
 from lifecycle.compute import flows
 from lifecycle.compute import hibernate
+from lifecycle.compute import parts as parts_mod
 from lifecycle.compute import volumes
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
@@ -69,12 +70,12 @@ class ComputeManager:
         # The [cinder] client is built on first use: hosts without Cinder
         # run image-backed instances only.
         self.volume_api = volume_api or volume.get_volume_api()
-        self.root_volumes = volumes.RootVolume(db, self.volume_api, host)
+        # What the flows' tasks work with (compute/parts.py).
+        self.parts = parts_mod.HostParts(
+            host, db, driver, storage, image_service,
+            volumes.RootVolume(db, self.volume_api, host))
         self.flows = flow_engine.FlowRunner(db, 'compute:%s' % host,
                                             flows.FACTORIES)
-        # instance uuid -> the row the running flow's last update committed
-        # (set and taken under the instance's lock).
-        self.committed: dict = {}
         self._next_storage_report = 0.0
 
     # -- service hooks ----------------------------------------------------
@@ -99,8 +100,7 @@ class ComputeManager:
                   self._fault_on_error(
                       instance_uuid,
                       vm_state=states.ERROR if kind == 'spawn' else None)):
-                self.flows.resume(book, self)
-            self.committed.pop(instance_uuid, None)
+                self.flows.resume(book, parts_mod.FlowRun(self.parts))
             self._continue_after(instance_uuid)
 
     def _resume_unshelve(self, book, instance_uuid: str) -> None:
@@ -110,7 +110,7 @@ class ComputeManager:
         if none does, the claim goes back here. One conditional update
         decides between the two, and only the winner ends the task."""
         try:
-            self.flows.resume(book, self)
+            self.flows.resume(book, parts_mod.FlowRun(self.parts))
         except Exception as e:
             LOG.exception('Resumed unshelve of instance %s on %s failed',
                           instance_uuid, self.host)
@@ -119,8 +119,6 @@ class ComputeManager:
                 only_task_state=states.UNSHELVING,
                 values={'host': None, 'task_state': None},
                 fault=db_api.Fault.from_exception(e, host=self.host))
-        finally:
-            self.committed.pop(instance_uuid, None)
 
     def _continue_after(self, instance_uuid: str) -> None:
         try:
@@ -190,7 +188,7 @@ class ComputeManager:
                     expected_vm_state=[states.SHELVED],
                     expected_task_state=None, action='shelveOffload',
                     request=flows.next_request(
-                        self, states.SHELVING_OFFLOADING))
+                        self.host, states.SHELVING_OFFLOADING))
             except exception.InstanceInvalidState:
                 continue  # an API request got there first
             LOG.info('Offloading instance %s shelved since %s',
@@ -238,26 +236,20 @@ class ComputeManager:
 
     def _domain_spec(self, instance: models.Instance,
                      disk) -> domain_xml.DomainSpec:
-        return domain_xml.DomainSpec(
-            uuid=instance.uuid, display_name=instance.display_name,
-            vcpus=instance.vcpus, memory_mb=instance.memory_mb,
-            disk_path=disk.path, disk_format=disk.format, host=self.host,
-            user_id=instance.user_id, project_id=instance.project_id,
-            flavor_name=instance.flavor_name,
-            boot=hibernate.kernel_boot(self, instance))
-
-    def _power_off(self, instance_uuid: str, clean_shutdown: bool) -> None:
-        # The driver logs when a guest ignores the clean shutdown request.
-        self.driver.power_off(
-            instance_uuid, CONF.shutdown_timeout if clean_shutdown else 0)
+        """:meth:`HostParts.domain_spec` (kept for tools/bench)."""
+        return self.parts.domain_spec(instance, disk)
 
     # -- endpoints --------------------------------------------------------
     # Each endpoint runs one persisted flow (compute/flows.py) under the
     # instance's lock; notifications and the fault record wrap the flow.
 
-    def _run_flow(self, kind: str, instance_uuid: str, **store) -> None:
-        self.committed.pop(instance_uuid, None)
-        self.flows.run(kind, self, dict(store, instance_uuid=instance_uuid))
+    def _run_flow(self, kind: str, instance_uuid: str, **store
+                  ) -> models.Instance | None:
+        """Run a new flow of ``kind``; the row its last update committed
+        (None when the interrupted run had recorded it)."""
+        run = parts_mod.FlowRun(self.parts)
+        self.flows.run(kind, run, dict(store, instance_uuid=instance_uuid))
+        return run.committed
 
     def build_and_run_instance(self, context, instance_uuid: str) -> None:
         with instance_lock(instance_uuid):
@@ -269,8 +261,7 @@ class ComputeManager:
         with (self._fault_on_error(instance_uuid, vm_state=states.ERROR),
               notifications.instance_action(self, context, instance_uuid,
                                             'create') as action):
-            self._run_flow('spawn', instance_uuid)
-            action.instance = self.committed.pop(instance_uuid, None)
+            action.instance = self._run_flow('spawn', instance_uuid)
             LOG.info('Instance %s spawned on %s', instance_uuid, self.host)
 
     def start_instance(self, context, instance_uuid: str) -> None:
@@ -292,7 +283,7 @@ class ComputeManager:
             if not self._still_wanted(instance_uuid, states.POWERING_OFF,
                                       'stop_instance'):
                 return
-            self._power_off(instance_uuid, clean_shutdown)
+            self.parts.power_off(instance_uuid, clean_shutdown)
             self.db.instance_update(
                 instance_uuid, {'vm_state': states.STOPPED, 'task_state': None,
                                 'power_state': states.SHUTDOWN},
@@ -327,10 +318,10 @@ class ComputeManager:
                             'its root disk is a volume or on Ceph RBD',
                             instance_uuid)
                 hibernating = False
-            self._run_flow('hibernate_shelve' if hibernating else 'shelve',
-                           instance_uuid, clean_shutdown=clean_shutdown,
-                           offload_now=offload_now)
-            action.instance = self.committed.pop(instance_uuid, None)
+            action.instance = self._run_flow(
+                'hibernate_shelve' if hibernating else 'shelve',
+                instance_uuid, clean_shutdown=clean_shutdown,
+                offload_now=offload_now)
 
     def shelve_offload_instance(self, context, instance_uuid: str,
                                 clean_shutdown: bool = True) -> None:
@@ -354,13 +345,14 @@ class ComputeManager:
             if volumes.is_volume_backed(instance):
                 # No disk here, so no upload either: the offload mode does
                 # not apply.
-                self._run_flow('shelve_offload_volume', instance_uuid,
-                               clean_shutdown=clean_shutdown, full=False)
+                action.instance = self._run_flow(
+                    'shelve_offload_volume', instance_uuid,
+                    clean_shutdown=clean_shutdown, full=False)
             else:
                 full = CONF.shelve.offload_mode == 'full'
-                self._run_flow('shelve_offload', instance_uuid,
-                               clean_shutdown=clean_shutdown, full=full)
-            action.instance = self.committed.pop(instance_uuid, None)
+                action.instance = self._run_flow(
+                    'shelve_offload', instance_uuid,
+                    clean_shutdown=clean_shutdown, full=full)
             LOG.info('Instance %s offloaded from %s; its root disk stays in '
                      'its storage group', instance_uuid, self.host)
         return full
@@ -382,9 +374,9 @@ class ComputeManager:
                   notifications.instance_action(
                       self, context, instance_uuid,
                       'shelve_offload') as action):
-                self._run_flow('full_offload', instance_uuid,
-                               next_task_state=next_task_state)
-                action.instance = self.committed.pop(instance_uuid, None)
+                action.instance = self._run_flow(
+                    'full_offload', instance_uuid,
+                    next_task_state=next_task_state)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict | None = None) -> None:
@@ -404,17 +396,16 @@ class ComputeManager:
                 with (self._fault_on_error(instance_uuid),
                       notifications.instance_action(
                           self, context, instance_uuid, 'unshelve') as action):
-                    self._run_flow('unshelve_shelved', instance_uuid)
-                    action.instance = self.committed.pop(instance_uuid, None)
+                    action.instance = self._run_flow('unshelve_shelved',
+                                                     instance_uuid)
                 return
             try:
                 with notifications.instance_action(
                         self, context, instance_uuid, 'unshelve') as action:
-                    self._run_flow(
+                    action.instance = self._run_flow(
                         'unshelve', instance_uuid,
                         shelved_image_id=instance.system_metadata.get(
                             names.SHELVED_IMAGE_ID))
-                    action.instance = self.committed.pop(instance_uuid, None)
             except volume.InvalidVolume as e:
                 self._end_unshelve(instance_uuid, e)
                 return
@@ -448,78 +439,3 @@ class ComputeManager:
                                                 'delete')):
                 self._run_flow('delete', instance_uuid)
                 LOG.info('Instance %s deleted', instance_uuid)
-
-    # -- steps the flows share ----------------------------------------------
-
-    def _prepare_root_disk(self, instance: models.Instance):
-        if volumes.is_volume_backed(instance):
-            return self.root_volumes.attach(instance)
-        image_id = instance.image_ref
-        self.storage.ensure_base(
-            image_id, lambda path: self.image_service.download(image_id,
-                                                               path))
-        return self.storage.create_root_disk(instance.uuid, image_id,
-                                             instance.root_gb)
-
-    def _unshelve_disk(self, instance: models.Instance):
-        if volumes.is_volume_backed(instance):
-            return self.root_volumes.attach(instance)
-        if instance.system_metadata.get(names.SHELVED_DISK):
-            return self.storage.disk_info(instance.uuid)
-        return self._root_disk_from_image(
-            instance, instance.system_metadata.get(names.SHELVED_IMAGE_ID))
-
-    def _reserve_again(self, instance_uuid: str) -> None:
-        """After a failed unshelve here, the volume goes back to a reserved
-        attachment without connector, ready for the next host."""
-        try:
-            self.root_volumes.reserve(
-                self.db.instance_get(instance_uuid),
-                expected_task_state=[states.UNSHELVING, states.SPAWNING],
-                action='unshelve')
-        except Exception:
-            LOG.exception('Could not reserve the root volume of instance %s '
-                          'again after a failed unshelve on %s',
-                          instance_uuid, self.host)
-
-    def _delete_shelved_image(self, instance_uuid: str, image_id: str) -> None:
-        # The instance runs from its new disk already: a failure here only
-        # leaves an image for ``lifecycle-manage disks cleanup``.
-        try:
-            if not self.image_service.delete(image_id):
-                LOG.warning('Shelved image %s of instance %s was already '
-                            'gone', image_id, instance_uuid)
-        except Exception:
-            LOG.warning('Shelved image %s of instance %s could not be '
-                        'deleted; the cleanup command will find it',
-                        image_id, instance_uuid, exc_info=True)
-
-    def _root_disk_from_image(self, instance: models.Instance,
-                              image_id: str | None):
-        if not image_id:
-            raise exception.RetainedDiskNotFound(
-                instance_uuid=instance.uuid, path='(no disk and no image)')
-        self.storage.ensure_base(
-            image_id, lambda path: self.image_service.download(image_id, path))
-        return self.storage.create_root_disk(instance.uuid, image_id,
-                                             instance.root_gb)
-
-    def _finish_unshelve(self, instance_uuid: str,
-                         task_state: str) -> models.Instance:
-        """Record the unshelve, only while this host still holds the claim
-        in ``task_state``: a claim taken back means this guest must not
-        run."""
-        try:
-            return self.db.instance_update(
-                instance_uuid,
-                {'vm_state': states.ACTIVE, 'task_state': None,
-                 'power_state': states.RUNNING, 'host': self.host},
-                expected_task_state=task_state,
-                expected_claimed_host=self.host, action='unshelve',
-                system_metadata=dict.fromkeys(names.SHELVED_KEYS))
-        except exception.InstanceInvalidState:
-            LOG.warning('Unshelve of instance %s on %s was given up by the '
-                        'conductor; destroying the guest started here',
-                        instance_uuid, self.host)
-            self.driver.undefine(instance_uuid)
-            raise
