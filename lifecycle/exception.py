@@ -29,6 +29,23 @@ class LifecycleException(Exception):
         return self.message
 
 
+def message_of(error: BaseException) -> str:
+    """What a fault, a notification or a command shows of ``error``: its
+    user-facing message (``format_message``) for the project's own
+    exceptions, else its text, else its class name."""
+    if isinstance(error, LifecycleException):
+        return error.format_message()
+    return str(error) or type(error).__name__
+
+
+def describe(error: BaseException) -> str:
+    """``error`` with its class, as a log line or a fault's details (or the
+    reason of a wrapping error) name it: ``<class>: <message>``."""
+    text = (error.format_message() if isinstance(error, LifecycleException)
+            else str(error))
+    return '%s: %s' % (type(error).__name__, text)
+
+
 # 403
 class Forbidden(LifecycleException):
     msg_fmt = 'Forbidden'

@@ -12,6 +12,8 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from lifecycle import exception
+
 LOG = logging.getLogger(__name__)
 
 #: The longest wait between two tries of a call.
@@ -39,11 +41,6 @@ def load_transport(conf: cfg.ConfigOpts, group: str) -> Transport:
     return Transport(session, auth, adapter)
 
 
-def describe(error: BaseException) -> str:
-    """An error as a fault or log message names it."""
-    return '%s: %s' % (type(error).__name__, error)
-
-
 def find_endpoint(transport: Transport,
                   error: Callable[[str], Exception]) -> str | None:
     """``endpoint_override`` or the catalog's endpoint of the adapter's
@@ -52,7 +49,7 @@ def find_endpoint(transport: Transport,
     try:
         return transport.adapter.get_endpoint()
     except ks_exc.ClientException as e:
-        raise error(describe(e)) from e
+        raise error(exception.describe(e)) from e
 
 
 def no_endpoint(group: str, service_type: str, what: str) -> str:
@@ -90,6 +87,6 @@ def call_with_retries(service: str, what: str, attempts: int,
                         '%(err)s',
                         {'service': service, 'what': what, 'n': attempt,
                          'max': attempts, 'delay': delay,
-                         'err': describe(e)})
+                         'err': exception.describe(e)})
             time.sleep(delay)
     raise AssertionError('attempts must be at least 1')

@@ -36,6 +36,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from lifecycle import exception
 from lifecycle import states
 from lifecycle.conf import CONF
 from lifecycle import names
@@ -159,11 +160,9 @@ def exception_payload(exc: BaseException) -> dict:
     module = None
     if last is not None:
         module = last.filename.rsplit('/', 1)[-1].removesuffix('.py')
-    message = (exc.format_message() if hasattr(exc, 'format_message')
-               else str(exc))
     return _object('ExceptionPayload', {
         'exception': type(exc).__name__,
-        'exception_message': message,
+        'exception_message': exception.message_of(exc),
         'function_name': last.name if last else None,
         'module_name': module,
         'traceback': ''.join(traceback.format_exception(exc)),

@@ -134,7 +134,7 @@ def resume_or_boot(parts, instance: models.Instance,
                 reason = reason[:room - 3] + '...'
             parts.db.instance_fault_create(
                 instance.uuid, 500, COLD_BOOT_FAULT % reason,
-                details='%s: %s' % (type(e).__name__, e.format_message()),
+                details=exception.describe(e),
                 host=parts.host)
     driver.spawn(spec)
     return 'booted'

@@ -152,7 +152,7 @@ class Placement:
             self.count('compute_failures')
             self.db.release_claim(instance_uuid, only_host=host,
                                   values={'host': None})
-            return str(e) or type(e).__name__
+            return exception.message_of(e)
         self.count('timeouts')
         if self.db.release_claim(
                 instance_uuid, only_host=host,

@@ -28,10 +28,7 @@ class Fault:
                        host: str | None = None) -> 'Fault':
         """As Nova's ``add_instance_fault_from_exc``: the error's code
         (500 when it has none), its user-facing message, its class name."""
-        message = (error.format_message()
-                   if isinstance(error, exception.LifecycleException)
-                   else str(error) or type(error).__name__)
-        return cls(getattr(error, 'code', 500), message,
+        return cls(getattr(error, 'code', 500), exception.message_of(error),
                    details=type(error).__name__, host=host)
 
     def row(self, instance_uuid: str) -> models.InstanceFault:

@@ -73,9 +73,6 @@ def _is_retriable(error: BaseException) -> bool:
         requests.exceptions.ChunkedEncodingError))
 
 
-_describe = ksa_client.describe
-
-
 def _to_dict(image) -> dict:
     """A plain dict of Glance's image, plus ``properties`` (the non-core
     keys, as Nova's image proxy shows them under ``metadata``)."""
@@ -257,7 +254,7 @@ class GlanceImageService:
             raise
         except Exception as e:
             raise exception.ImageServiceError(
-                what=what, reason=_describe(e)) from e
+                what=what, reason=exception.describe(e)) from e
 
     @staticmethod
     def _canonical(image_id: str) -> str:
@@ -340,7 +337,7 @@ class GlanceImageService:
                 image_id=image_id, reason='the image data is gone') from e
         except Exception as e:
             raise exception.ImageFetchError(
-                image_id=image_id, reason=_describe(e)) from e
+                image_id=image_id, reason=exception.describe(e)) from e
 
     def _download_once(self, meta: dict, algo: str, expected: str,
                        dest_path: str) -> None:
@@ -445,7 +442,7 @@ class GlanceImageService:
             except Exception as e:
                 raise exception.ImageUploadFailed(
                     path=src_path, name=name, image_id=None,
-                    reason=_describe(e)) from e
+                    reason=exception.describe(e)) from e
             image_id = image['id']
             progress = _Progress('Uploading', image_id, size,
                                  self.conf[GROUP].transfer_log_interval)
@@ -459,7 +456,7 @@ class GlanceImageService:
                     image_id, stream, image_size=size)
                 meta = self._verify_upload(image_id, src_path, size, stream)
             except Exception as e:
-                reason = _describe(e)
+                reason = exception.describe(e)
                 if not self._delete_after_failure(image_id):
                     reason += ('; image %s could not be deleted (it is not '
                                'active; delete it later)' % image_id)
@@ -518,7 +515,7 @@ class GlanceImageService:
         except Exception as e:
             LOG.warning('Could not delete image %(id)s after its failed '
                         'upload: %(err)s',
-                        {'id': image_id, 'err': _describe(e)})
+                        {'id': image_id, 'err': exception.describe(e)})
             return False
         LOG.info('Deleted image %s after its failed upload', image_id)
         return True

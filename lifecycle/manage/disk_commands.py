@@ -137,9 +137,8 @@ class DisksCommands:
                     except Exception as e:  # report, go on
                         LOG.warning('Cleanup of %s %s failed: %s',
                                     finding.category, finding.resource, e)
-                        message = (e.format_message() if isinstance(
-                            e, exception.LifecycleException) else str(e))
-                        result.update(action='failed', detail=message)
+                        result.update(action='failed',
+                                      detail=exception.message_of(e))
                 else:
                     result['reclaimed'] = finding.bytes
                 results.append(result)

@@ -46,9 +46,6 @@ def _is_retriable(error: BaseException) -> bool:
     return ksa_client.is_transient(error, (cinder_exc.ConnectionError,))
 
 
-_describe = ksa_client.describe
-
-
 def _to_dict(resource) -> dict:
     if isinstance(resource, dict):
         return dict(resource)
@@ -138,19 +135,19 @@ class CinderAPI:
         except cinder_exc.NotFound as e:
             if not_found is None:
                 raise exception.VolumeServiceError(
-                    what=what, reason=_describe(e)) from e
+                    what=what, reason=exception.describe(e)) from e
             raise not_found() from e
         except cinder_exc.ClientException as e:
             if getattr(e, 'code', None) in (400, 409):
                 raise exception.InvalidVolume(
                     reason='%s: %s' % (what, e)) from e
             raise exception.VolumeServiceError(
-                what=what, reason=_describe(e)) from e
+                what=what, reason=exception.describe(e)) from e
         except exception.VolumeServiceNotConfigured:
             raise
         except Exception as e:
             raise exception.VolumeServiceError(
-                what=what, reason=_describe(e)) from e
+                what=what, reason=exception.describe(e)) from e
 
     # -- volumes -----------------------------------------------------------
 

@@ -149,7 +149,7 @@ def connect(connection_info: dict, volume_id: str, host: str) -> VolumeDisk:
     except (*_BRICK_ERRORS, KeyError, ValueError) as e:
         raise exception.VolumeConnectionFailed(
             volume_id=volume_id, host=host,
-            reason='%s: %s' % (type(e).__name__, e)) from e
+            reason=exception.describe(e)) from e
     LOG.info('Volume %s connected on %s over %s as %s (%d bytes)',
              volume_id, host, kind, path, size)
     return VolumeDisk(path)
@@ -172,6 +172,6 @@ def disconnect(connection_info: dict, volume_id: str, host: str) -> None:
     except _BRICK_ERRORS as e:
         raise exception.VolumeConnectionFailed(
             volume_id=volume_id, host=host,
-            reason='disconnect failed: %s: %s' % (type(e).__name__, e)
+            reason='disconnect failed: %s' % exception.describe(e)
         ) from e
     LOG.info('Volume %s disconnected from %s (%s)', volume_id, host, kind)
