@@ -95,6 +95,9 @@ def measure(state_dir: str) -> list[dict]:
                 client.wait(server, status)
             else:
                 _wait_gone(client, server)
+            # The conductor's flow may still be finishing after the
+            # client sees the result: its writes belong to this operation.
+            _wait_no_flows(aio.db.engine)
             counts, tables = counter.take()
             rows.append({'operation': name, 'counts': counts,
                          'tables': tables,
@@ -125,6 +128,17 @@ def _delete(client, server_id: str) -> str:
     status, body = client.request('DELETE', '/servers/%s' % server_id)
     assert status == 204, (status, body)
     return server_id
+
+
+def _wait_no_flows(engine: sa.Engine, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            if not conn.execute(sa.text('SELECT count(*) FROM logbooks')
+                                ).scalar():
+                return
+        assert time.monotonic() < deadline, 'flows still running'
+        time.sleep(0.05)
 
 
 def _wait_gone(client, server_id: str, timeout: float = 60) -> None:
