@@ -127,7 +127,8 @@ def caller_auth(conf) -> tuple[object | None, str | None]:
 def clear_store() -> None:
     """Forget the thread's current context (oslo.context's store): a worker
     thread of the API must not carry one request's caller into the next."""
-    context._request_store.context = None
+    # oslo.context has no public way to clear the thread's context.
+    context._request_store.context = None  # noqa: SLF001
 
 
 def noauth_context(user_id: str, project_id: str, **kwargs

@@ -31,7 +31,7 @@ SUSPENDED = 7
 # The REST API's ``status`` of a vm_state (Nova's
 # ``nova.api.openstack.common`` also maps task states such as REBOOT, which
 # this project has none of).
-_STATUS = {
+STATUS = {
     BUILDING: 'BUILD',
     ACTIVE: 'ACTIVE',
     STOPPED: 'SHUTOFF',
@@ -43,7 +43,7 @@ _STATUS = {
 
 
 def status_of(vm_state: str) -> str:
-    return _STATUS.get(vm_state, 'UNKNOWN')
+    return STATUS.get(vm_state, 'UNKNOWN')
 
 
 # Which vm_states an action may start from; every action also needs task_state

@@ -24,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 # Nova's ``common._STATE_MAP`` reduced to the statuses this service has.
 _STATUS_TO_VM_STATES = {}
-for _vm_state, _status in states._STATUS.items():
+for _vm_state, _status in states.STATUS.items():
     _STATUS_TO_VM_STATES.setdefault(_status, []).append(_vm_state)
 
 # Filters applied here (Nova lets the database do it); the other filter

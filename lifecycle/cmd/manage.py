@@ -125,8 +125,9 @@ def commands() -> dict[tuple[str, str], tuple[str, ...]]:
         classes.update(register(subparsers))
     found = {}
     for category, cat_parser in subparsers.choices.items():
-        [actions] = [a for a in cat_parser._actions
-                     if isinstance(a, argparse._SubParsersAction)]
+        # argparse has no public way to list a parser's sub-commands.
+        [actions] = [a for a in cat_parser._actions  # noqa: SLF001
+                     if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
         seen: set[int] = set()
         for action, act_parser in actions.choices.items():
             if id(act_parser) in seen:

@@ -81,7 +81,8 @@ class PartialOffloadLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     # --- what is retained -------------------------------------------------
 
-    def _root_backend(self, instance):
+    def root_backend(self, instance):
+        """Nova's image backend of the instance's root disk."""
         return self.image_backend.by_name(instance, storage.ROOT_DISK)
 
     @property
@@ -100,8 +101,10 @@ class PartialOffloadLibvirtDriver(libvirt_driver.LibvirtDriver):
         return CONF.libvirt.images_type in ('default', 'qcow2', 'flat',
                                             'raw')
 
-    def _location(self, instance):
-        backend = self._root_backend(instance)
+    def retained_location(self, instance):
+        """What ``shelved_disk`` records for the instance's root disk here
+        (None: an images type whose disk is not retained)."""
+        backend = self.root_backend(instance)
         if isinstance(backend, imagebackend.Rbd):
             return storage.rbd_location(backend.driver.pool, instance.uuid)
         if isinstance(backend, (imagebackend.Qcow2, imagebackend.Flat)):
@@ -112,7 +115,7 @@ class PartialOffloadLibvirtDriver(libvirt_driver.LibvirtDriver):
         """True when shelving ``instance`` here keeps its root disk."""
         if not self.storage_group or not instance.image_ref:
             return False
-        if self._location(instance) is None:
+        if self.retained_location(instance) is None:
             return False  # lvm, ploop: stock
         if self._file_backed() and not self.files.shared_with_group(
                 self.host_name, self.storage_group):
@@ -139,7 +142,7 @@ class PartialOffloadLibvirtDriver(libvirt_driver.LibvirtDriver):
         # saves them with its shelved_* keys right after this call.
         instance.system_metadata[names.SHELVED_STORAGE_GROUP] = (
             self.storage_group)
-        instance.system_metadata[names.SHELVED_DISK] = self._location(
+        instance.system_metadata[names.SHELVED_DISK] = self.retained_location(
             instance)
         LOG.info('Shelve keeps the root disk on storage group %s',
                  self.storage_group, instance=instance)
@@ -211,8 +214,9 @@ class PartialOffloadLibvirtDriver(libvirt_driver.LibvirtDriver):
                                               'loc': location}
                 raise exception.UnshelveException(
                     instance_id=instance.uuid, reason=reason)
-        backend = self._root_backend(instance)
-        if self._location(instance) != location or not backend.exists():
+        backend = self.root_backend(instance)
+        if (self.retained_location(instance) != location or
+                not backend.exists()):
             reason = _('host %(host)s does not see the retained root disk '
                        '%(loc)s') % {'host': self.host_name,
                                      'loc': location}
