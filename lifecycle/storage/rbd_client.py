@@ -203,9 +203,6 @@ class RbdClient:
         self.rbd('import', '--no-progress', '--image-format', '2', path,
                  self.spec(image))
 
-    def export_file(self, image: str, path: str) -> None:
-        self.rbd('export', '--no-progress', self.spec(image), path)
-
     def clone(self, parent: str, snap: str, child: str) -> None:
         self.rbd('clone', self.spec(parent, snap), self.spec(child))
 
