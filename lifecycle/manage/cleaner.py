@@ -67,19 +67,12 @@ class Cleaner:
 
     def _unused_base(self, finding: findings.Finding) -> Outcome:
         backend = self.deployment.backend(finding.storage.path)
-        base = finding.path
-        oldest = time.time() - self.audit.base_min_age.total_seconds()
-        # The lock creating a disk from this base takes: no disk can be
-        # created from it while we look and remove.
-        with backend.base_lock(base):
-            if base not in backend.list_bases():
-                return 'skipped', 0, 'already gone'
-            if findings.mtime(base) > oldest:
-                return 'skipped', 0, 'used again since the audit'
-            if base in backend.referenced_bases():
-                return 'skipped', 0, 'a disk uses it now'
-            freed = paths.remove_tree(finding.storage.path, base)
-        return 'removed', freed, 'base image removed'
+        freed, detail = backend.remove_base_if_unused(
+            finding.path,
+            time.time() - self.audit.base_min_age.total_seconds())
+        if freed is None:
+            return 'skipped', 0, detail
+        return 'removed', freed, detail
 
     def _stale_metadata(self, finding: findings.Finding) -> Outcome:
         try:

@@ -86,7 +86,6 @@ from lifecycle.manage import ownership
 from lifecycle.manage import findings as findings_mod
 from lifecycle.manage import rbd_audit
 from lifecycle.storage import base as storage_base
-from lifecycle.storage import images
 from lifecycle.storage import paths
 from lifecycle import names
 
@@ -357,36 +356,10 @@ class DiskAudit:
             detail='saved memory state of a %s instance that records none'
                    % instance.vm_state))
 
-    @staticmethod
-    def _bases_used(backend, names: list[str]) -> set[str]:
-        """Bases used by qcow2 files in the instance directories ``names``
-        (as StorageBackend.referenced_bases, for chosen directories)."""
-        bases = {os.path.basename(b): b for b in backend.list_bases()}
-        real = {os.path.realpath(b): b for b in bases.values()}
-        used: set[str] = set()
-        for name in names:
-            try:
-                entries = list(os.scandir(os.path.join(backend.instances_path,
-                                                       name)))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                for backing in images.backing_chain(entry.path):
-                    parent = os.path.basename(os.path.dirname(backing))
-                    if (parent == storage_base.BASE_DIR and
-                            os.path.basename(backing) in bases):
-                        used.add(bases[os.path.basename(backing)])
-                    else:
-                        used.add(real.get(os.path.realpath(backing),
-                                          backing))
-        return used
-
     def _check_bases(self, storage: deployment_mod.Storage,
                      live_names: list[str]) -> None:
         backend = self.deployment.backend(storage.path)
-        used = self._bases_used(backend, live_names)
+        used = backend.referenced_bases(live_names)
         oldest = time.time() - self.base_min_age.total_seconds()
         for base in backend.list_bases():
             if base in used or findings_mod.mtime(base) > oldest:

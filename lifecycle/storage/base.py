@@ -13,7 +13,6 @@ the format of a disk is never probed from content a guest can write.
 """
 
 import abc
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,6 +22,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterable
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
@@ -297,8 +297,10 @@ class StorageBackend(abc.ABC):
 
     # -- base image garbage collection -------------------------------------
 
-    def referenced_bases(self) -> set[str]:
-        """Base files that a qcow2 file in any instance directory uses.
+    def referenced_bases(self, instance_names: Iterable[str] | None = None
+                         ) -> set[str]:
+        """Base files that a qcow2 file in any instance directory (or in
+        those of ``instance_names``) uses.
 
         Every regular file with a qcow2 header is looked at (not only
         ``disk``) and its backing chain followed; a backing file is matched
@@ -308,7 +310,9 @@ class StorageBackend(abc.ABC):
         bases = {os.path.basename(b): b for b in self.list_bases()}
         real = {os.path.realpath(b): b for b in bases.values()}
         found: set[str] = set()
-        for uuid in self.instance_uuids():
+        if instance_names is None:
+            instance_names = self.instance_uuids()
+        for uuid in instance_names:
             inst_dir = os.path.join(self.instances_path, uuid)
             try:
                 entries = list(os.scandir(inst_dir))
@@ -340,17 +344,27 @@ class StorageBackend(abc.ABC):
         referenced = self.referenced_bases()
         candidates = [b for b in self.list_bases() if b not in referenced
                       and _mtime(b) <= oldest]
-        if dry_run or not candidates:
+        if dry_run:
             return candidates
-        removed = []
-        with contextlib.ExitStack() as stack:
-            for base in candidates:  # sorted: a fixed lock order
-                stack.enter_context(self.base_lock(base))
-            referenced = self.referenced_bases()
-            for base in candidates:
-                if base in referenced:
-                    continue
-                paths.remove_tree(self.instances_path, base)
-                LOG.info('Removed unused base %s', base)
-                removed.append(base)
-        return removed
+        return [base for base in candidates
+                if self.remove_base_if_unused(base, oldest)[0] is not None]
+
+    def remove_base_if_unused(self, base: str, unused_since: float
+                              ) -> tuple[int | None, str]:
+        """Remove ``base`` unless a disk uses it or it was used after
+        ``unused_since`` (its mtime, which ensure_base refreshes), checked
+        under the lock creating a disk from it takes: no disk can be
+        created from it meanwhile. (bytes freed, what was done), or (None,
+        why it stays). The one removal of a base, for
+        :meth:`remove_unused_bases` and ``lifecycle-manage disks
+        cleanup``."""
+        with self.base_lock(base):
+            if base not in self.list_bases():
+                return None, 'already gone'
+            if _mtime(base) > unused_since:
+                return None, 'used again since it was found unused'
+            if base in self.referenced_bases():
+                return None, 'a disk uses it now'
+            freed = paths.remove_tree(self.instances_path, base)
+        LOG.info('Removed unused base %s', base)
+        return freed, 'base image removed'
