@@ -11,7 +11,6 @@ instead of failing on its first request.
 """
 
 import logging as std_logging
-import os
 import socket
 import sys
 from collections.abc import Callable
@@ -40,18 +39,11 @@ from lifecycle.conductor import scheduler
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import migration
+from lifecycle.storage import paths
 
 LOG = logging.getLogger(__name__)
 
 EXIT_CANNOT_START = service.EXIT_CANNOT_START
-
-
-def make_dir(path: str) -> str:
-    """``path`` created if missing and traversable by QEMU (libvirt-qemu
-    must reach the disks below it)."""
-    os.makedirs(path, exist_ok=True)
-    os.chmod(path, 0o755)
-    return path
 
 
 def default_host() -> str:
@@ -203,7 +195,7 @@ def build_image_service(local_dir: str | None):
     """The image source of ``[image] source``: the local directory
     ``local_dir`` (created if missing) or Glance (``local_dir`` unused)."""
     if CONF.image.source == 'local' and local_dir:
-        make_dir(local_dir)
+        paths.make_service_dir(local_dir)
     return image_sources.get_image_service(CONF, local_dir)
 
 
@@ -225,7 +217,7 @@ def build_compute_service(transport: messaging.Transport,
     """
     backend = storage.load_backend(
         images_type or storage.backend_name(storage_group),
-        make_dir(instances_path), storage_group=storage_group)
+        paths.make_service_dir(instances_path), storage_group=storage_group)
     manager = compute_manager.ComputeManager(
         host, db, driver, backend, image_service,
         vcpus=CONF.compute.vcpus if vcpus is None else vcpus,

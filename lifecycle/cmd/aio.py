@@ -16,6 +16,7 @@ from lifecycle.conf import CONF
 from lifecycle.conf import aio as aio_conf
 from lifecycle.db import migration
 from lifecycle.image import local as local_image
+from lifecycle.storage import paths
 from lifecycle.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class AllInOne:
         # configuration says otherwise.
         CONF.set_default('auth_strategy', 'noauth2', group='api')
         self.hosts = aio_conf.parse_hosts(CONF.aio.hosts)
-        self.state_dir = deploy.make_dir(CONF.aio.state_dir)
+        self.state_dir = paths.make_service_dir(CONF.aio.state_dir)
         self.services: list[service.Service] = []
         self.api: deploy.API | None = None
 

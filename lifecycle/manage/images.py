@@ -19,6 +19,7 @@ from lifecycle import image as image_sources
 from lifecycle import names
 from lifecycle import states
 from lifecycle.manage import findings
+from lifecycle.storage import paths
 
 LEFTOVER_IMAGE = findings.LEFTOVER_IMAGE
 
@@ -39,9 +40,8 @@ def image_service(conf, create: bool = False):
     directory = local_dir(conf)
     if conf.image.source == 'local' and directory:
         if create:
-            # As the services make it: QEMU must traverse it (deploy).
-            from lifecycle import deploy
-            deploy.make_dir(directory)
+            # As the services make it: QEMU must traverse it.
+            paths.make_service_dir(directory)
         elif not os.path.isdir(directory):
             return None
     return image_sources.get_image_service(conf, directory)

@@ -93,6 +93,15 @@ def instance_names(root: str) -> list[str]:
     return sorted(found)
 
 
+def make_service_dir(path: str) -> str:
+    """A directory of the services' own (state directory, instance
+    storage, local image directory): created if missing and traversable
+    by QEMU (libvirt-qemu must reach the disks below it)."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
 def ensure_dir(root: str, path: str) -> str:
     """Create ``path`` (inside ``root``) as a real directory with mode 0755.
 
