@@ -13,8 +13,10 @@ virtualenv of the functional tests.
 
 Each comparison runs in its own child process (``--section``), so a
 failure or a time-out in one still leaves the others' results; the parent
-merges the fragments. Scratch files live under ``--work-dir`` (default
-/var/tmp) and are removed at the end of each section.
+merges the fragments. A full run measures one section at a time;
+``--quick`` runs them side by side (its numbers are not the benchmark's).
+Scratch files live under ``--work-dir`` (default /var/tmp) and are removed
+at the end of each section.
 """
 
 import argparse
@@ -164,18 +166,68 @@ def _exit_on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
 
-def _run_child(cmd: list[str]) -> int:
-    child = subprocess.Popen(cmd, cwd=REPO)
+def _wait_child(child: subprocess.Popen) -> int:
     try:
         return child.wait()
     except BaseException:
-        child.send_signal(signal.SIGTERM)
+        _stop_children([child])
+        raise
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    """SIGTERM (each cleans up), SIGKILL after 10 minutes."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
         try:
             child.wait(600)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-        raise
+
+
+def _start_section(args, results: dict, scratch: str, section: str,
+                   deadline: float) -> tuple:
+    """Start the child process of ``section``; what
+    :func:`_finish_section` needs."""
+    fragment = os.path.join(scratch, section + '.json')
+    budget = None
+    if section == 'latency' and not args.quick:
+        budget = max(deadline - time.monotonic() - 120, 600)
+    common.log('== %s ==', section)
+    results['section_runs'][section] = {
+        'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'command': results['command'],
+        'git': results['machine'].get('git')}
+    child = subprocess.Popen(_child_args(args, section, fragment, budget),
+                             cwd=REPO)
+    return fragment, child, time.monotonic(), os.getloadavg()[0]
+
+
+def _finish_section(args, results: dict, section: str, fragment: str,
+                    child: subprocess.Popen, t0: float,
+                    load_before: float) -> None:
+    returncode = _wait_child(child)
+    results['runtimes_seconds'][section] = time.monotonic() - t0
+    # The 1-minute load average around each section: the machine may be
+    # shared (other jobs add noise to the numbers).
+    results['load_average'][section] = [load_before, os.getloadavg()[0]]
+    if returncode == 0 and os.path.exists(fragment):
+        with open(fragment) as f:
+            results['sections'][section] = json.load(f)
+        results['errors'].pop(section, None)
+    else:
+        if os.path.exists(fragment + '.partial'):
+            # What the section measured before it failed.
+            with open(fragment + '.partial') as f:
+                partial = json.load(f)
+            partial['incomplete'] = True
+            results['sections'][section] = partial
+        results['errors'][section] = (
+            'section exited with status %s (log: %s)' % (returncode,
+                                                         args.log_dir))
+        common.log('%s failed (status %s)', section, returncode)
 
 
 def _previous_results(output: str, args, sections: list[str]) -> dict:
@@ -264,43 +316,28 @@ def main(argv: list[str] | None = None) -> int:
     common.log('df -h %s: %.1f GiB free', args.work_dir,
                common.free_bytes(args.work_dir) / common.GiB)
     try:
-        for section in SECTIONS:
-            if section not in sections:
-                continue
-            fragment = os.path.join(scratch, section + '.json')
-            budget = None
-            if section == 'latency' and not args.quick:
-                budget = max(deadline - time.monotonic() - 120, 600)
-            common.log('== %s ==', section)
-            results['section_runs'][section] = {
-                'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ',
-                                            time.gmtime()),
-                'command': results['command'],
-                'git': results['machine'].get('git')}
-            t0 = time.monotonic()
-            load_before = os.getloadavg()[0]
-            returncode = _run_child(_child_args(args, section, fragment,
-                                                budget))
-            results['runtimes_seconds'][section] = time.monotonic() - t0
-            # The 1-minute load average around each section: the machine
-            # may be shared (other jobs add noise to the numbers).
-            results['load_average'][section] = [load_before,
-                                                os.getloadavg()[0]]
-            if returncode == 0 and os.path.exists(fragment):
-                with open(fragment) as f:
-                    results['sections'][section] = json.load(f)
-                results['errors'].pop(section, None)
-            else:
-                if os.path.exists(fragment + '.partial'):
-                    # What the section measured before it failed.
-                    with open(fragment + '.partial') as f:
-                        partial = json.load(f)
-                    partial['incomplete'] = True
-                    results['sections'][section] = partial
-                results['errors'][section] = (
-                    'section exited with status %s (log: %s)' % (
-                        returncode, args.log_dir))
-                common.log('%s failed (status %s)', section, returncode)
+        todo = [section for section in SECTIONS if section in sections]
+        # --quick: the sections side by side (its numbers are not the
+        # benchmark's); a full run measures one section at a time.
+        batches = [todo] if args.quick else [[section] for section in todo]
+        for batch in batches:
+            running = []
+            try:
+                for section in batch:
+                    running.append((section, _start_section(
+                        args, results, scratch, section, deadline)))
+                pending = list(running)
+                while pending:
+                    # In the order they end: each one's runtime is its own.
+                    for item in [i for i in pending
+                                 if i[1][1].poll() is not None]:
+                        pending.remove(item)
+                        _finish_section(args, results, item[0], *item[1])
+                    if pending:
+                        time.sleep(0.2)
+            except BaseException:
+                _stop_children([child for _, (_, child, _, _) in running])
+                raise
     finally:
         results['runtimes_seconds']['total'] = sum(
             v for k, v in results['runtimes_seconds'].items()
