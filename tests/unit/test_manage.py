@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent import futures
 
 import sqlalchemy as sa
 
@@ -131,18 +132,20 @@ def test_help_and_version_exit_0_and_list_exit_codes(tmp_path):
     for category in ('db', 'image', 'flavor', 'service', 'shelved',
                      'disks'):
         assert category in result.stdout
-    version = manage('--version')
+    cases = ((('db', 'sync', '--help'), '--revision REVISION'),
+             (('shelved', 'show', '--help'), 'instance'),
+             (('shelved', 'list', '--help'),
+              'OLDER_THAN is a number and a unit'),
+             (('disks', 'audit', '--help'), '--allow-foreign-storage'),
+             (('shelved', 'full-offload', '--help'), 'NOT the API'))
+    # Separate processes, run side by side (each spends seconds importing).
+    with futures.ThreadPoolExecutor(4) as pool:
+        version = pool.submit(manage, '--version')
+        results = list(pool.map(lambda case: manage(*case[0]), cases))
+    version = version.result()
     assert version.returncode == 0
     assert version.stdout.strip() or version.stderr.strip()
-    for argv, wanted in ((('db', 'sync', '--help'), '--revision REVISION'),
-                         (('shelved', 'show', '--help'), 'instance'),
-                         (('shelved', 'list', '--help'),
-                          'OLDER_THAN is a number and a unit'),
-                         (('disks', 'audit', '--help'),
-                          '--allow-foreign-storage'),
-                         (('shelved', 'full-offload', '--help'),
-                          'NOT the API')):
-        result = manage(*argv)
+    for (argv, wanted), result in zip(cases, results, strict=True):
         assert result.returncode == 0, result.stderr
         text = ' '.join(result.stdout.split())
         assert wanted in text, (argv, result.stdout)
@@ -161,18 +164,26 @@ def test_no_action_option_shadows_the_subcommand_names():
 
 
 def test_services_help_and_version():
-    for name in ('aio', 'api', 'conductor', 'compute'):
-        argv = [sys.executable, '-m', 'lifecycle.cmd.%s' % name]
-        env = dict(os.environ, PYTHONPATH=ROOT)
-        result = subprocess.run(argv + ['--help'], capture_output=True,
-                                text=True, env=env, timeout=120)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+
+    def run(name: str, option: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, '-m', 'lifecycle.cmd.%s' % name, option],
+            capture_output=True, text=True, env=env, timeout=120)
+
+    names = ('aio', 'api', 'conductor', 'compute')
+    # Separate processes, run side by side (each spends seconds importing).
+    with futures.ThreadPoolExecutor(4) as pool:
+        helps = [pool.submit(run, name, '--help') for name in names]
+        versions = [pool.submit(run, name, '--version') for name in names]
+    for name, result, version in zip(names, helps, versions,
+                                     strict=True):
+        result, version = result.result(), version.result()
         assert result.returncode == 0, result.stderr
         text = ' '.join(result.stdout.split())
         assert text.startswith('usage: lifecycle-%s' % name), text[:80]
         assert 'Exit status: 0 after a clean stop' in text
         assert '``' not in text  # plain text, not reST
         assert 'ready' in text  # the description, not only the options
-        version = subprocess.run(argv + ['--version'], capture_output=True,
-                                 text=True, env=env, timeout=120)
         assert version.returncode == 0, version.stderr
         assert (version.stdout + version.stderr).strip()

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent import futures
 
 import pytest
 
@@ -89,18 +90,20 @@ def test_bad_imports_exit_2_and_add_nothing(deployment, tmp_path):
                        'taken').returncode == 0
     before = sorted(os.listdir(images_dir))
 
-    for argv, message in (
-            ((str(overlay), '--name', 'x'), 'backing file'),
-            ((good, '--name', 'x', '--disk-format', 'raw'),
-             'declared format raw but content is qcow2'),
-            ((str(tmp_path / 'nope.img'), '--name', 'x'), 'cannot read'),
-            ((str(tmp_path), '--name', 'x'), 'not a regular file'),
-            ((good, '--name', 'taken'), 'exists already')):
-        result = run_process(config, 'image', 'import', *argv)
+    cases = (((str(overlay), '--name', 'x'), 'backing file'),
+             ((good, '--name', 'x', '--disk-format', 'raw'),
+              'declared format raw but content is qcow2'),
+             ((str(tmp_path / 'nope.img'), '--name', 'x'), 'cannot read'),
+             ((str(tmp_path), '--name', 'x'), 'not a regular file'),
+             ((good, '--name', 'taken'), 'exists already'),
+             ((good,), '--name'))  # --name is required
+    # Separate processes, run side by side (each spends seconds importing);
+    # none may add anything, alone or beside the others.
+    with futures.ThreadPoolExecutor(len(cases)) as pool:
+        results = list(pool.map(
+            lambda case: run_process(config, 'image', 'import', *case[0]),
+            cases))
+    for (argv, message), result in zip(cases, results, strict=True):
         assert result.returncode == 2, (argv, result.stderr)
         assert message in result.stderr, (argv, result.stderr)
-        assert sorted(os.listdir(images_dir)) == before
-
-    missing = run_process(config, 'image', 'import', good)
-    assert missing.returncode == 2  # --name is required
-    assert '--name' in missing.stderr
+    assert sorted(os.listdir(images_dir)) == before
