@@ -2,6 +2,7 @@
 libvirt (``test:///default`` for the fast tier, ``qemu:///system`` for the
 slow one), real qcow2 files, the REST API on a free port."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from oslo_config import cfg
 
 from lifecycle.cmd import aio as aio_cmd
+from lifecycle.compute import rpcapi as compute_rpcapi
 from lifecycle.conf import CONF
 from tests.functional.ceph_fixture import ceph_cluster  # noqa: F401
 from tests.functional.glance_fixture import glance_server  # noqa: F401
@@ -65,12 +67,38 @@ def make_aio(qemu_dir):
         for host in aio.hosts:
             for instance_uuid in aio.driver.list_instance_uuids(host):
                 aio.driver.undefine(instance_uuid)
-        aio.stop()
+        _stop(aio)
     for group, name in touched:
         try:
             CONF.clear_override(name, group=group)
         except cfg.NoSuchOptError:
             pass
+
+
+def _stop(aio: aio_cmd.AllInOne) -> None:
+    """``aio.stop()``, with its compute services stopped side by side.
+
+    Once it has served, each part takes up to a second to stop (the API's
+    serve loop polls every 0.5 s; an RPC server waits for its idle worker
+    threads, which poll their queue every second). One after the other,
+    that was 1-3 s per test and 20 s for 20 hosts. The order stays
+    ``stop``'s: the API, then the conductor (whose work in flight may
+    still wait for a compute host's answer), then the compute hosts, which
+    call no other service, all at once. ``stop`` ends the rest (transport,
+    database)."""
+    if aio.api is not None:
+        aio.api.stop()
+        aio.api = None
+    services, aio.services = list(reversed(aio.services)), []
+    computes = [svc for svc in services
+                if svc.topic.endswith(compute_rpcapi.TOPIC)]
+    for svc in services:
+        if svc not in computes:
+            svc.stop()
+    with concurrent.futures.ThreadPoolExecutor(max(len(computes), 1)) as pool:
+        for future in [pool.submit(svc.stop) for svc in computes]:
+            future.result()
+    aio.stop()
 
 
 class Client:
