@@ -8,6 +8,8 @@ module, its per-case outcomes become the pytest results below. Under
 
 import json
 import subprocess
+import tempfile
+import time
 
 import pytest
 
@@ -50,32 +52,81 @@ MODULES = {
     ],
 }
 
+TIMEOUT = 1200  # seconds per runner process
 _results = {}
+_running = {}
 
 
-def _run(module):
-    if module not in _results:
-        python = venv.nova_python()
+def _start(modules) -> None:
+    """One runner process per module of ``modules``, all started at once
+    (they are independent; side by side they share the machine's cores),
+    their output in files (pipes could fill while another is being
+    read)."""
+    python = venv.nova_python()
+    for module in modules:
+        if module in _results or module in _running:
+            continue
         # Only the listed cases: the Nova classes hold many more tests.
         names = ['tests.nova.framework.%s.%s' % (module, case)
                  for case in MODULES[module]]
-        proc = subprocess.run(
+        out = tempfile.TemporaryFile('w+')
+        err = tempfile.TemporaryFile('w+')
+        proc = subprocess.Popen(
             [python, '-m', 'tests.nova.framework.run'] + names,
             cwd=venv.REPO, env=venv.clean_env(PYTHONPATH=venv.REPO),
-            capture_output=True, text=True, timeout=1200)
-        lines = proc.stdout.strip().splitlines()
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
+        _running[module] = (proc, out, err, time.monotonic())
+
+
+def _run(module, selected):
+    """The outcomes of ``module``'s cases; the runners of the other
+    ``selected`` modules start meanwhile. A failed runner fails the case
+    that waited for it; the next case of that module runs it again."""
+    if module not in _results:
+        _start([module] + [m for m in selected if m != module])
+        proc, out, err, started = _running.pop(module)
+        try:
+            proc.wait(max(TIMEOUT - (time.monotonic() - started), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+        out.close()
+        err.close()
+        lines = stdout.strip().splitlines()
         try:
             _results[module] = json.loads(lines[-1])
         except (IndexError, ValueError):
             pytest.fail('runner failed (rc %s):\n%s' % (
-                proc.returncode, (proc.stdout + proc.stderr)[-8000:]))
+                proc.returncode, (stdout + stderr)[-8000:]))
     return _results[module]
+
+
+@pytest.fixture(scope='module')
+def selected(request):
+    """The modules whose cases this session runs; no runner is left
+    behind when the module's tests are done."""
+    modules = []
+    for item in request.session.items:
+        spec = getattr(item, 'callspec', None)
+        if item.module is request.module and spec is not None:
+            if spec.params['module'] not in modules:
+                modules.append(spec.params['module'])
+    yield modules
+    for proc, out, err, _ in _running.values():
+        proc.kill()
+        proc.wait()
+        out.close()
+        err.close()
+    _running.clear()
 
 
 @pytest.mark.parametrize('module,case', [
     (module, case) for module, cases in MODULES.items() for case in cases])
-def test_nova_framework_case(module, case):
-    outcomes = _run(module)
+def test_nova_framework_case(module, case, selected):
+    outcomes = _run(module, selected)
     test_id = 'tests.nova.framework.%s.%s' % (module, case)
     assert test_id in outcomes, 'case did not run; ran: %s' % sorted(outcomes)
     outcome = outcomes[test_id]
