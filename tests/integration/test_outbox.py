@@ -45,6 +45,19 @@ ROUNDS = 8
 EXPECTED = {'shelve': 'SHELVED_OFFLOADED', 'unshelve': 'ACTIVE'}
 
 
+def _leftovers(database_url: str) -> tuple[int, int]:
+    """(flow records, accepted requests) in the database."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return (conn.execute(sa.text(
+                        'SELECT count(*) FROM logbooks')).scalar(),
+                    conn.execute(sa.text(
+                        'SELECT count(*) FROM accepted_requests')).scalar())
+    finally:
+        engine.dispose()
+
+
 class AllInOne:
     def __init__(self, state_dir: str, log_dir: str) -> None:
         self.state_dir = state_dir
@@ -82,17 +95,7 @@ class AllInOne:
         self.process.stop()
 
     def leftovers(self) -> tuple[int, int]:
-        """(flow records, accepted requests) in the database."""
-        engine = sa.create_engine(self.url_db)
-        try:
-            with engine.connect() as conn:
-                return (conn.execute(sa.text(
-                            'SELECT count(*) FROM logbooks')).scalar(),
-                        conn.execute(sa.text(
-                            'SELECT count(*) FROM accepted_requests'))
-                        .scalar())
-        finally:
-            engine.dispose()
+        return _leftovers(self.url_db)
 
     def faults(self, server_id: str) -> list[str]:
         db = db_api.Database(self.url_db)
@@ -281,16 +284,7 @@ class Services:
             self.client = Client(where.removeprefix('at ').strip())
 
     def leftovers(self) -> tuple[int, int]:
-        engine = sa.create_engine(self.deployment.database_url)
-        try:
-            with engine.connect() as conn:
-                return (conn.execute(sa.text(
-                            'SELECT count(*) FROM logbooks')).scalar(),
-                        conn.execute(sa.text(
-                            'SELECT count(*) FROM accepted_requests'))
-                        .scalar())
-        finally:
-            engine.dispose()
+        return _leftovers(self.deployment.database_url)
 
 
 def test_each_service_killed_at_random_moments(make_deployment, postgres,
