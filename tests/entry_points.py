@@ -34,3 +34,18 @@ def opts_entry_point_dir(base: str) -> str | None:
     with open(os.path.join(dist_info, 'entry_points.txt'), 'w') as f:
         f.write('[oslo.config.opts]\n%s\n' % entry_points.strip())
     return base
+
+
+def python_env(base: str) -> dict:
+    """Environment for a subprocess that sees the project's
+    ``oslo.config.opts`` entry points (``base``: where to declare them when
+    the package is not installed)."""
+    env = dict(os.environ)
+    paths = [REPO]
+    extra = opts_entry_point_dir(base)
+    if extra:
+        paths.append(extra)
+    if env.get('PYTHONPATH'):
+        paths.append(env['PYTHONPATH'])
+    env['PYTHONPATH'] = os.pathsep.join(paths)
+    return env

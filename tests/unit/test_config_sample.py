@@ -29,25 +29,11 @@ GENERATOR_CONF = os.path.join('etc', 'lifecycle',
 OPTION_LINE = re.compile(r'^#([A-Za-z_][\w.-]*) =( |$)')
 
 
-def _python_env(base):
-    """Environment for a subprocess that sees the project's
-    ``oslo.config.opts`` entry points."""
-    env = dict(os.environ)
-    paths = [REPO]
-    extra = entry_points.opts_entry_point_dir(base)
-    if extra:
-        paths.append(extra)
-    if env.get('PYTHONPATH'):
-        paths.append(env['PYTHONPATH'])
-    env['PYTHONPATH'] = os.pathsep.join(paths)
-    return env
-
-
 @pytest.fixture(scope='module')
 def sample(tmp_path_factory):
     """The sample written by the real generator."""
     base = tmp_path_factory.mktemp('genconfig')
-    env = _python_env(str(base / 'entry-points'))
+    env = entry_points.python_env(str(base / 'entry-points'))
     output = base / 'lifecycle.conf.sample'
     result = subprocess.run(
         [sys.executable, '-m', 'oslo_config.generator',
