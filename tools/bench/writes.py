@@ -1,6 +1,7 @@
 """Durable write transactions per operation, counted.
 
-``python -m tools.bench.writes [--output doc/benchmarks/writes.md]``
+``python -m tools.bench.writes [--output doc/benchmarks/writes.md]
+[--json doc/benchmarks/writes.json]``
 
 An all-in-one on the test driver (SQLite, fake://) boots one server, then
 shelves (with the offload at once), unshelves and deletes it, one operation
@@ -9,12 +10,15 @@ what it wrote: the flow store (TaskFlow's ``logbooks``, ``flowdetails``,
 ``atomdetails``), or the project's own tables (instances, claims,
 faults, accepted requests). Read-only transactions are not counted. Each
 operation is waited for through the API, so the count covers everything
-the request caused, on every service.
+the request caused, on every service. The JSON (``rows``, ``commit``,
+``generated_at``) is what the benchmark report (``tools/bench/report.py``)
+reads for its write-transactions target.
 """
 
 import argparse
 import collections
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -148,7 +152,7 @@ def _wait_gone(client, server_id: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def report(rows: list[dict], commit: str) -> str:
+def report(rows: list[dict], commit: str, generated_at: str) -> str:
     lines = [
         '# Durable write transactions per operation',
         '',
@@ -157,9 +161,7 @@ def report(rows: list[dict], commit: str) -> str:
         'every committed transaction that wrote a row, by what it wrote. '
         '"flow store": only TaskFlow\'s tables (the persisted progress of '
         'the flows); "project": only the project\'s tables (state changes, '
-        'claims, faults, accepted requests).' % (
-            datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            commit),
+        'claims, faults, accepted requests).' % (generated_at, commit),
         '',
         '| operation | flow store | project | both | total |',
         '|---|---|---|---|---|',
@@ -179,16 +181,26 @@ def report(rows: list[dict], commit: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output', help='write the Markdown report here')
+    parser.add_argument('--json', help='write the counts as JSON here')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='bench-writes-',
                                      dir='/var/tmp') as state_dir:
         os.chmod(state_dir, 0o755)
         bench_aio.setup_logging(os.path.join(state_dir, 'aio.log'))
         rows = measure(state_dir)
-    text = report(rows, _commit())
+    commit = _commit()
+    generated_at = datetime.datetime.now(datetime.UTC).strftime(
+        '%Y-%m-%dT%H:%M:%SZ')
+    text = report(rows, commit, generated_at)
     if args.output:
         with open(args.output, 'w') as f:
             f.write(text)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'rows': rows, 'commit': commit,
+                       'generated_at': generated_at}, f, indent=1,
+                      sort_keys=True)
+            f.write('\n')
     sys.stdout.write(text)
     return 0
 
