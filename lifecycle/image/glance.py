@@ -43,7 +43,7 @@ from lifecycle import context as lc_context
 from lifecycle import exception
 from lifecycle import ksa_client
 from lifecycle.conf import CONF
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 
 LOG = logging.getLogger(__name__)
@@ -409,7 +409,7 @@ class GlanceImageService:
         info`` and must be raw or qcow2 without backing or data file (and
         ``disk_format`` when given).
         """
-        detected = images.inspect_untrusted(src_path, disk_format)
+        detected = qemu_img.inspect_untrusted(src_path, disk_format)
         return self.upload(name, src_path, detected['format'])
 
     def upload(self, name: str, src_path: str, disk_format: str,

@@ -16,7 +16,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from lifecycle import exception
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 
 LOG = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class LocalImageService:
         tmp = os.path.join(self.directory, '.%s.part' % image_id)
         try:
             size, md5, sha = _copy(src_path, tmp)
-            detected = images.inspect_untrusted(tmp, disk_format)
+            detected = qemu_img.inspect_untrusted(tmp, disk_format)
             os.chmod(tmp, paths.FILE_MODE)
             os.rename(tmp, data_path)
         except OSError as e:
@@ -216,7 +216,7 @@ def make_blank_image(path: str, size_mb: int) -> None:
     The first 64 KiB hold the byte 0x4c (``BLANK_PATTERN``), so a base made
     from it is not empty and the data can be checked through overlays.
     """
-    images.create(path, size_mb * MiB, 'qcow2')
-    images.write_pattern(path, 'qcow2', BLANK_PATTERN, 0,
+    qemu_img.create(path, size_mb * MiB, 'qcow2')
+    qemu_img.write_pattern(path, 'qcow2', BLANK_PATTERN, 0,
                          BLANK_PATTERN_LENGTH)
     os.chmod(path, paths.FILE_MODE)

@@ -14,7 +14,7 @@ from lifecycle.manage import UsageError
 from lifecycle.manage import cli
 from lifecycle.manage import images as images_mod
 from lifecycle.manage import output
-from lifecycle.storage import images as disk_images
+from lifecycle.storage import qemu_img
 
 COLUMNS = (('id', 'ID'), ('name', 'Name'), ('status', 'Status'),
            ('disk_format', 'Format'), ('size_human', 'Size'),
@@ -70,7 +70,7 @@ class ImageCommands:
         try:
             # Checked before anything is copied; the image source checks
             # its own copy again (the file could change meanwhile).
-            detected = disk_images.inspect_untrusted(path, disk_format)
+            detected = qemu_img.inspect_untrusted(path, disk_format)
         except exception.StorageError as e:
             raise UsageError(e.format_message()) from e
         service = self._service(create=True)
@@ -118,10 +118,10 @@ def register(subparsers) -> dict[str, type]:
     importing.add_argument('--name', dest='image_name', required=True,
                            metavar='NAME',
                            help='name of the new image (must not be taken)')
-    importing.add_argument('--disk-format', choices=disk_images.FORMATS,
+    importing.add_argument('--disk-format', choices=qemu_img.FORMATS,
                            help='refuse the file unless its content is of '
                                 'this format (default: any of %s)'
-                                % ', '.join(disk_images.FORMATS))
+                                % ', '.join(qemu_img.FORMATS))
     importing.add_argument('--property', dest='prop', action='append',
                            metavar='KEY=VALUE',
                            help='an image property (repeatable)')

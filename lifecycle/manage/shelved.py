@@ -31,7 +31,7 @@ from lifecycle.manage import cli
 from lifecycle.manage import deployment as deployment_mod
 from lifecycle.manage import offload as offload_mod
 from lifecycle.manage import output
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 from lifecycle import names
 
@@ -235,7 +235,7 @@ class ShelvedCommands:
             fmt = backend.disk_info(instance.uuid).format
         doc['format'] = fmt
         try:
-            data = images.info(path, fmt)
+            data = qemu_img.info(path, fmt)
         except exception.StorageError as e:
             return e.format_message()
         doc['virtual_size'] = int(data['virtual-size'])

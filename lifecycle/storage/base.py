@@ -28,7 +28,7 @@ from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
 from lifecycle import exception
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 from lifecycle.virt.domain_xml import NetworkDisk
 
@@ -138,11 +138,11 @@ class StorageBackend(abc.ABC):
             converted = tmp + '.raw'
             try:
                 fetch(tmp)
-                data = images.inspect_untrusted(tmp, disk_format)
+                data = qemu_img.inspect_untrusted(tmp, disk_format)
                 if data['format'] == 'raw':
                     ready = tmp
                 else:
-                    images.convert(tmp, converted, data['format'], 'raw')
+                    qemu_img.convert(tmp, converted, data['format'], 'raw')
                     ready = converted
                 os.chmod(ready, paths.FILE_MODE)
                 paths.fsync_file(ready)
@@ -190,7 +190,7 @@ class StorageBackend(abc.ABC):
 
     def _check_existing(self, path: str) -> None:
         """Raise StorageError unless the disk at ``path`` is usable."""
-        images.info(path, self.disk_format)
+        qemu_img.info(path, self.disk_format)
 
     def _create_from_base(self, instance_uuid: str, image_id: str,
                           size_gb: int,
@@ -220,7 +220,7 @@ class StorageBackend(abc.ABC):
                 raise exception.StorageError(
                     reason='base %s of image %s is not present'
                            % (base, image_id))
-            size = max(size_gb * GiB, images.virtual_size(base, 'raw'))
+            size = max(size_gb * GiB, qemu_img.virtual_size(base, 'raw'))
             tmp = disk + '.part'
             paths.remove_quietly(tmp)
             try:
@@ -257,7 +257,7 @@ class StorageBackend(abc.ABC):
             except (OSError, ValueError, KeyError) as e:
                 raise exception.StorageError(
                     reason='unreadable %s: %s' % (info_path, e)) from e
-            if fmt not in images.FORMATS:
+            if fmt not in qemu_img.FORMATS:
                 raise exception.StorageError(
                     reason='%s records unknown format %r' % (info_path, fmt))
         return DiskInfo(path=disk, format=fmt)
@@ -278,7 +278,7 @@ class StorageBackend(abc.ABC):
                     out_format: str = 'qcow2') -> None:
         """Write a flattened, sparse copy of the root disk to ``dest``."""
         disk = self.disk_info(instance_uuid)
-        images.convert(disk.path, dest, disk.format, out_format, sparse=True)
+        qemu_img.convert(disk.path, dest, disk.format, out_format, sparse=True)
 
     def delete(self, instance_uuid: str) -> int:
         freed = paths.remove_tree(self.instances_path,
@@ -321,7 +321,7 @@ class StorageBackend(abc.ABC):
             for entry in entries:
                 if not entry.is_file(follow_symlinks=False):
                     continue
-                for backing in images.backing_chain(entry.path):
+                for backing in qemu_img.backing_chain(entry.path):
                     name = os.path.basename(backing)
                     parent = os.path.basename(os.path.dirname(backing))
                     if parent == BASE_DIR and name in bases:

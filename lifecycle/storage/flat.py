@@ -10,7 +10,7 @@ from oslo_log import log as logging
 
 from lifecycle import exception
 from lifecycle.storage import base
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 
 LOG = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ class FlatBackend(base.StorageBackend):
 
     @staticmethod
     def _build(base_file: str, dest: str, size_bytes: int) -> None:
-        images.convert(base_file, dest, 'raw', 'raw', sparse=True)
+        qemu_img.convert(base_file, dest, 'raw', 'raw', sparse=True)
         if size_bytes > os.path.getsize(dest):
-            images.resize(dest, size_bytes, 'raw')
+            qemu_img.resize(dest, size_bytes, 'raw')
 
     def _check_existing(self, path: str) -> None:
         if os.path.getsize(path) == 0:

@@ -13,7 +13,7 @@ from oslo_log import log as logging
 
 from lifecycle import exception
 from lifecycle.storage import base
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 
 LOG = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ class Qcow2Backend(base.StorageBackend):
 
     @staticmethod
     def _build(base_file: str, dest: str, size_bytes: int) -> None:
-        images.create_overlay(base_file, dest, size_bytes, base_format='raw')
+        qemu_img.create_overlay(base_file, dest, size_bytes, base_format='raw')
 
     def _check_existing(self, path: str) -> None:
-        data = images.info(path, 'qcow2')
+        data = qemu_img.info(path, 'qcow2')
         backing = data.get('full-backing-filename') or data.get(
             'backing-filename')
         if not backing or not os.path.isfile(backing):

@@ -41,7 +41,7 @@ from lifecycle.exception import BaseInUse
 from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
 from lifecycle.storage import base
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 from lifecycle.storage import rbd_client
 from lifecycle.virt import domain_xml
@@ -298,7 +298,7 @@ class RbdBackend(base.StorageBackend):
         """A flattened copy of the clone (its parent's data included) --
         what a full offload uploads."""
         name = self.disk_name(instance_uuid)
-        images.convert(self.qemu_filename(name), dest, 'raw', out_format,
+        qemu_img.convert(self.qemu_filename(name), dest, 'raw', out_format,
                        sparse=True)
 
     def delete(self, instance_uuid: str) -> int:

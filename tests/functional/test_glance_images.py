@@ -22,7 +22,7 @@ from lifecycle import image as image_sources
 from lifecycle.image import glance as glance_image
 from lifecycle.image import local
 from lifecycle.storage import flat
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import qcow2
 from tests.functional import glance_fixture
 
@@ -144,7 +144,7 @@ def test_create_list_get_find_download(service, glance_server, name,
     service.download(image_id, dest)
     assert _digest(dest, 'sha512') == meta['os_hash_value']
     assert _leftovers(out) == ['disk']
-    assert images.info(dest, 'qcow2')['virtual-size'] == 16 * MiB
+    assert qemu_img.info(dest, 'qcow2')['virtual-size'] == 16 * MiB
     assert glance_server.data_requests(image_id) == 1
 
 
@@ -428,7 +428,7 @@ def test_ensure_base_once_per_storage_group(conf, glance_server, name,
     base = results[0]
     assert counting.downloads == 1
     assert glance_server.data_requests(image_id) == 1
-    assert images.info(base, 'raw')['format'] == 'raw'
+    assert qemu_img.info(base, 'raw')['format'] == 'raw'
     subprocess.run(['qemu-img', 'compare', '-q', '-f', 'qcow2', '-F', 'raw',
                     src, base], check=True)
     assert _leftovers(os.path.dirname(base)) == sorted(
@@ -441,5 +441,5 @@ def test_ensure_base_once_per_storage_group(conf, glance_server, name,
     assert counting.downloads == 1
     assert glance_server.data_requests(image_id) == 1
     disk = hosts[1].create_root_disk(str(uuid.uuid4()), image_id, 1)
-    assert images.qcow2_backing_file(disk.path) == base
+    assert qemu_img.qcow2_backing_file(disk.path) == base
 

@@ -9,7 +9,7 @@ import pytest
 
 from lifecycle import exception
 from lifecycle.image import local
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 
 MiB = 1 << 20
 
@@ -32,11 +32,11 @@ def _digest(path, algo):
 
 
 def test_make_blank_image(blank):
-    info = images.info(blank)
+    info = qemu_img.info(blank)
     assert info['format'] == 'qcow2'
     assert info['virtual-size'] == 16 * MiB
-    assert images.verify_pattern(blank, 'qcow2', 0x4c, 0, 64 * 1024)
-    assert not images.verify_pattern(blank, 'qcow2', 0x4c, 64 * 1024, 4096)
+    assert qemu_img.verify_pattern(blank, 'qcow2', 0x4c, 0, 64 * 1024)
+    assert not qemu_img.verify_pattern(blank, 'qcow2', 0x4c, 64 * 1024, 4096)
 
 
 def test_create_list_get_download(service, blank, qemu_dir):
@@ -69,7 +69,7 @@ def test_create_list_get_download(service, blank, qemu_dir):
     dest = os.path.join(qemu_dir, 'copy')
     service.download(meta['id'], dest)
     assert _digest(dest, 'sha512') == meta['os_hash_value']
-    assert images.verify_pattern(dest, 'qcow2', 0x4c, 0, 64 * 1024)
+    assert qemu_img.verify_pattern(dest, 'qcow2', 0x4c, 0, 64 * 1024)
 
 
 def test_raw_image_and_declared_format(service, qemu_dir):
@@ -144,7 +144,7 @@ def test_delete(service, blank):
 
 def test_unsafe_source_refused(service, blank, qemu_dir):
     overlay = os.path.join(qemu_dir, 'overlay.qcow2')
-    images.create_overlay(blank, overlay, 16 * MiB, base_format='qcow2')
+    qemu_img.create_overlay(blank, overlay, 16 * MiB, base_format='qcow2')
     with pytest.raises(exception.StorageError):
         service.create('overlay', overlay)
     assert os.listdir(service.directory) == []
@@ -163,8 +163,8 @@ def test_ensure_base_from_local_images(service, blank, qemu_dir):
     base = backend.ensure_base(
         meta['id'], lambda tmp: service.download(meta['id'], tmp),
         disk_format=meta['disk_format'])
-    assert images.info(base)['format'] == 'raw'
-    assert images.verify_pattern(base, 'raw', 0x4c, 0, 64 * 1024)
+    assert qemu_img.info(base)['format'] == 'raw'
+    assert qemu_img.verify_pattern(base, 'raw', 0x4c, 0, 64 * 1024)
 
     bad = service.create('bad', blank)
     with open(os.path.join(service.directory, bad['id']), 'r+b') as f:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from lifecycle import exception
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import rbd as rbd_storage
 from lifecycle.storage import rbd_client
 
@@ -38,8 +38,8 @@ def image_id():
 def _fetcher(calls):
     def fetch(path):
         calls.append(path)
-        images.create(path, 8 * MiB, 'raw')
-        images.write_pattern(path, 'raw', 0x4c, 0, 64 * 1024)
+        qemu_img.create(path, 8 * MiB, 'raw')
+        qemu_img.write_pattern(path, 'raw', 0x4c, 0, 64 * 1024)
     return fetch
 
 
@@ -122,9 +122,9 @@ def test_clones_children_and_refused_base_removal(backend, ceph_cluster,
 
     # The clone reads the base's bytes and keeps its own writes.
     filename = backend.qemu_filename(first + '_disk')
-    assert images.verify_pattern(filename, 'raw', 0x4c, 0, 64 * 1024)
-    images.write_pattern(filename, 'raw', 0x77, 2 * MiB, MiB)
-    assert images.verify_pattern(filename, 'raw', 0x77, 2 * MiB, MiB)
+    assert qemu_img.verify_pattern(filename, 'raw', 0x4c, 0, 64 * 1024)
+    qemu_img.write_pattern(filename, 'raw', 0x77, 2 * MiB, MiB)
+    assert qemu_img.verify_pattern(filename, 'raw', 0x77, 2 * MiB, MiB)
     assert backend.allocated_bytes(first) > 0
 
     # A base with clones is never removed: ours refuses, and so does Ceph.
@@ -185,12 +185,12 @@ def test_export_flattens_the_clone(backend, image_id, tmp_path):
     backend.ensure_base(image_id, _fetcher([]))
     server = str(uuid.uuid4())
     backend.create_root_disk(server, image_id, 0)
-    images.write_pattern(backend.qemu_filename(server + '_disk'), 'raw',
+    qemu_img.write_pattern(backend.qemu_filename(server + '_disk'), 'raw',
                          0x21, MiB, MiB)
     dest = str(tmp_path / 'export.qcow2')
     backend.export_disk(server, dest, 'qcow2')
-    assert images.info(dest, 'qcow2').get('backing-filename') is None
-    assert images.verify_pattern(dest, 'qcow2', 0x4c, 0, 64 * 1024)
-    assert images.verify_pattern(dest, 'qcow2', 0x21, MiB, MiB)
+    assert qemu_img.info(dest, 'qcow2').get('backing-filename') is None
+    assert qemu_img.verify_pattern(dest, 'qcow2', 0x4c, 0, 64 * 1024)
+    assert qemu_img.verify_pattern(dest, 'qcow2', 0x21, MiB, MiB)
     backend.delete(server)
     backend.remove_base(backend.base_name(image_id))

@@ -9,7 +9,7 @@ import pytest
 
 from lifecycle.conf import CONF
 from lifecycle.conf import rbd as rbd_conf
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import rbd as rbd_storage
 from tests.functional.manage.helpers import run
 from tests.functional.manage.helpers import run_json
@@ -71,11 +71,11 @@ def test_audit_and_cleanup_of_a_ceph_pool(aio, client_for, config,
     # a base nothing was cloned from, a protected snapshot without clones.
     stray = str(uuid.uuid4())
     backend.create_root_disk(stray, client.default_image, 0)
-    images.write_pattern(backend.qemu_filename(stray + '_disk'), 'raw',
+    qemu_img.write_pattern(backend.qemu_filename(stray + '_disk'), 'raw',
                          0x11, 0, 1024 * 1024)
 
     def fetch(path):
-        images.create(path, 4 * 1024 * 1024, 'raw')
+        qemu_img.create(path, 4 * 1024 * 1024, 'raw')
 
     unused_base = backend.ensure_base('never-booted', fetch)
     _last_used_hours_ago(ceph_cluster, unused_base, 2)

@@ -13,7 +13,7 @@ import pytest
 from lifecycle import exception
 from lifecycle.image import local
 from lifecycle.storage import base as storage_base
-from lifecycle.storage import images
+from lifecycle.storage import qemu_img
 from lifecycle.storage import load_backend
 
 IMAGE_ID = '0b6ad8c6-7d5a-4f0e-9a39-5a1d0c2f6a11'
@@ -77,7 +77,7 @@ def ensure_base_on_two_hosts(instances_path, backend_name, fetch):
 
 def assert_base_clean(backend, base):
     assert os.path.isfile(base)
-    assert images.info(base)['format'] == 'raw'
+    assert qemu_img.info(base)['format'] == 'raw'
     assert oct(os.stat(base).st_mode & 0o777) == oct(0o644)
     leftovers = [n for n in os.listdir(backend.base_dir) if '.part' in n]
     assert leftovers == []
@@ -105,7 +105,7 @@ def test_qcow2_lifecycle(instances_path, source_image, new_uuid):
     disk = host_a.create_root_disk(new_uuid, IMAGE_ID, 1)
     assert disk == storage_base.DiskInfo(
         path=os.path.join(instances_path, new_uuid, 'disk'), format='qcow2')
-    info = images.info(disk.path, 'qcow2')
+    info = qemu_img.info(disk.path, 'qcow2')
     assert info['backing-filename'] == base
     assert info['backing-filename-format'] == 'raw'
     assert info['virtual-size'] == 1024 * MiB
@@ -120,13 +120,13 @@ def test_qcow2_lifecycle(instances_path, source_image, new_uuid):
     assert res.returncode == 0 and 'verification failed' not in res.stdout
     res = qemu_io(disk.path, 'qcow2', 'read -P 0x4c 0 64k')
     assert res.returncode == 0 and 'verification failed' not in res.stdout
-    assert not images.verify_pattern(base, 'raw', 0xab, MiB, MiB)
+    assert not qemu_img.verify_pattern(base, 'raw', 0xab, MiB, MiB)
 
     # The other host sees the same disk; creating again is a no-op.
     assert host_b.exists(new_uuid)
     assert host_b.disk_info(new_uuid) == disk
     assert host_b.create_root_disk(new_uuid, IMAGE_ID, 1) == disk
-    assert images.verify_pattern(disk.path, 'qcow2', 0xab, MiB, MiB)
+    assert qemu_img.verify_pattern(disk.path, 'qcow2', 0xab, MiB, MiB)
     assert new_uuid in host_b.instance_uuids()
 
     assert host_b.referenced_bases() == {base}
@@ -190,7 +190,7 @@ def test_stale_partial_from_crash_is_cleaned(instances_path, source_image):
 def test_unsafe_image_is_refused(instances_path, source_image, qemu_dir):
     backend = load_backend('qcow2', instances_path)
     evil = os.path.join(qemu_dir, 'evil.qcow2')
-    images.create_overlay(source_image, evil, 64 * MiB, base_format='qcow2')
+    qemu_img.create_overlay(source_image, evil, 64 * MiB, base_format='qcow2')
     with pytest.raises(exception.StorageError):
         backend.ensure_base(IMAGE_ID, lambda dest: shutil.copyfile(evil,
                                                                    dest))
@@ -209,7 +209,7 @@ def test_flat_lifecycle(instances_path, source_image, new_uuid):
 
     disk = host_a.create_root_disk(new_uuid, IMAGE_ID, 1)
     assert disk.format == 'raw'
-    info = images.info(disk.path, 'raw')
+    info = qemu_img.info(disk.path, 'raw')
     assert info['virtual-size'] == 1024 * MiB
     assert 'backing-filename' not in info
     # Sparse: far less allocated than the virtual size.
@@ -230,8 +230,8 @@ def test_flat_lifecycle(instances_path, source_image, new_uuid):
 
     # A flat disk does not need its base: removing it keeps the disk whole.
     assert host_b.remove_unused_bases(dry_run=False) == [base]
-    assert images.verify_pattern(disk.path, 'raw', 0x4c, 0, 64 * 1024)
-    assert images.verify_pattern(disk.path, 'raw', 0xab, MiB, MiB)
+    assert qemu_img.verify_pattern(disk.path, 'raw', 0x4c, 0, 64 * 1024)
+    assert qemu_img.verify_pattern(disk.path, 'raw', 0xab, MiB, MiB)
 
     freed = host_b.delete(new_uuid)
     assert freed >= MiB
@@ -244,7 +244,7 @@ def test_disk_keeps_base_size_when_flavor_smaller(instances_path,
     backend = load_backend('qcow2', instances_path)
     backend.ensure_base(IMAGE_ID, CountingFetch(source_image, 0))
     disk = backend.create_root_disk(new_uuid, IMAGE_ID, 0)
-    assert images.virtual_size(disk.path, 'qcow2') == 64 * MiB
+    assert qemu_img.virtual_size(disk.path, 'qcow2') == 64 * MiB
 
 
 def test_existing_invalid_disk_is_not_overwritten(instances_path,
