@@ -1,7 +1,8 @@
 """The plot of the benchmark results (latency.png)."""
 
 from tools.bench import common
-from tools.bench.report import KINDS, TARGETS
+from tools.bench import targets
+from tools.bench.report import KINDS
 
 
 def plot(results: dict, path: str) -> None:
@@ -52,12 +53,14 @@ def plot(results: dict, path: str) -> None:
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points],
                     marker='o', label='%s %s p50' % (db, req))
-        for hosts, limit in TARGETS['scheduler_p50_ms_max'].items():
-            ax.scatter([hosts], [limit], marker='_', s=400, color='red')
+        for db, limits in targets.SCHEDULER_P50_MS.items():
+            ax.scatter(list(limits), list(limits.values()),
+                       marker='_' if db == 'sqlite' else '1', s=400,
+                       color='red', label='target p50, %s' % db)
         ax.set_xscale('log')
         ax.set_yscale('log')
         ax.set_xlabel('compute hosts')
-        ax.set_ylabel('ms per decision (red: target p50)')
+        ax.set_ylabel('ms per decision')
         ax.set_title('scheduler: filter + weigh + claim')
         ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=7)

@@ -1,22 +1,17 @@
-"""Headline numbers, the markdown tables and the plot."""
+"""Headline numbers and the markdown report (results.md)."""
 
+import json
 import os
 
 from tools.bench import common
+from tools.bench import targets
+from tools.bench.targets import load_text
 
 KINDS = (('floor', 'floor: virDomainDefineXML + create'),
          ('floor_virsh', 'floor: virsh define + start (CLI)'),
          ('partial_same_host', 'partial, same host'),
          ('partial_other_host', 'partial, other host of the group'),
          ('full', 'full offload (image service)'))
-TARGETS = {
-    'partial_over_floor_max': 1.5,
-    'partial_largest_over_smallest_max': 1.2,
-    'full_over_partial_at_4gib_min': 50.0,
-    'mass_retries_pct_max': 1.0,
-    'mass_p99_seconds_max': 2.0,
-    'scheduler_p50_ms_max': {1000: 3.0, 10000: 30.0},
-}
 # Profile areas shown for the scheduler (column: prefix of the area name
 # in tools/bench/scheduler.py's _AREAS).
 AREAS_SHOWN = {'SQLAlchemy ORM': ('SQLAlchemy ORM',),
@@ -24,9 +19,8 @@ AREAS_SHOWN = {'SQLAlchemy ORM': ('SQLAlchemy ORM',),
                'lifecycle/db': ('lifecycle/db',),
                'HostState building': ('Scheduler', 'HostState'),
                'filters/': ('filters/',), 'other': ('other',)}
-# Disk data moved: no transfer at all, and less written by the service
-# process than this (what it writes anyway: SQLite commits, log lines).
-NO_DISK_DATA_BYTES = common.MiB
+STATUS_SHOWN = {'met': 'met', 'missed': '**missed**', 'reported': 'reported',
+                'failed': '**failed**', 'not measured': 'not measured'}
 
 
 def _median(section: dict, kind: str, op: str) -> float | None:
@@ -36,69 +30,40 @@ def _median(section: dict, kind: str, op: str) -> float | None:
         return None
 
 
-def _check(value, limit, at_most=True) -> dict:
-    if value is None:
-        return {'value': None, 'target': limit, 'met': None}
-    met = value <= limit if at_most else value >= limit
-    return {'value': value, 'target': limit, 'met': met}
+def read_writes(directory: str) -> dict | None:
+    """``writes.json`` of ``tools.bench.writes`` beside results.json, or
+    None."""
+    path = os.path.join(directory, 'writes.json')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
-def headline(results: dict) -> dict:
+def headline(results: dict, writes: dict | None = None) -> dict:
+    """The figures the README quotes and every target's verdict."""
     out: dict = {}
     lat = results['sections'].get('latency')
     if lat and lat.get('sizes'):
-        sizes = lat['sizes']
         per_size = []
-        for s in sizes:
+        for s in lat['sizes']:
             row = {'size_gib': s['size_bytes'] / common.GiB}
             floor = _median(s, 'floor', 'unshelve')
             floor_shelve = _median(s, 'floor', 'shelve')
             for kind in ('partial_same_host', 'partial_other_host'):
-                row['%s_over_floor' % kind] = _check(common.ratio(
-                    _median(s, kind, 'unshelve'), floor),
-                    TARGETS['partial_over_floor_max'])
+                row['%s_over_floor' % kind] = common.ratio(
+                    _median(s, kind, 'unshelve'), floor)
                 row['%s_shelve_over_floor' % kind] = common.ratio(
                     _median(s, kind, 'shelve'), floor_shelve)
-            full = _median(s, 'full', 'unshelve')
-            partial = _median(s, 'partial_same_host', 'unshelve')
-            row['full_over_partial_unshelve'] = common.ratio(full, partial)
-            row['full_over_partial_shelve'] = common.ratio(
-                _median(s, 'full', 'shelve'),
-                _median(s, 'partial_same_host', 'shelve'))
-            moved = []
-            for kind in ('partial_same_host', 'partial_other_host'):
-                for r in s[kind]:
-                    for op in ('unshelve', 'shelve'):
-                        moved.append(r[op])
-            transfer = sum(m['uploaded_bytes'] + m['downloaded_bytes']
-                           for m in moved)
-            written = max((m['io_written_bytes'] for m in moved), default=0)
-            row['partial_bytes_moved'] = {
-                'uploaded_plus_downloaded': transfer,
-                'max_io_written_per_operation': written,
-                'disk_data_moved': (0 if transfer == 0 and
-                                    written < NO_DISK_DATA_BYTES else
-                                    transfer + written),
-                'met': transfer == 0 and written < NO_DISK_DATA_BYTES,
-            }
+            for op in ('unshelve', 'shelve'):
+                row['full_over_partial_%s' % op] = common.ratio(
+                    _median(s, 'full', op),
+                    _median(s, 'partial_same_host', op))
             row['full_bytes_moved_median'] = {
                 op: (s['summary']['full'][op]['bytes_moved']['median']
                      if s['full'] else None) for op in ('shelve', 'unshelve')}
             per_size.append(row)
         out['latency'] = per_size
-        first, last = sizes[0], sizes[-1]
-        out['partial_largest_over_smallest'] = _check(common.ratio(
-            _median(last, 'partial_same_host', 'unshelve'),
-            _median(first, 'partial_same_host', 'unshelve')),
-            TARGETS['partial_largest_over_smallest_max'])
-        out['partial_largest_over_smallest']['sizes_gib'] = [
-            first['size_bytes'] / common.GiB, last['size_bytes'] / common.GiB]
-        at4 = [s for s in sizes if s['size_bytes'] == 4 * common.GiB]
-        if at4:
-            out['full_over_partial_at_4gib'] = _check(common.ratio(
-                _median(at4[0], 'full', 'unshelve'),
-                _median(at4[0], 'partial_same_host', 'unshelve')),
-                TARGETS['full_over_partial_at_4gib_min'], at_most=False)
     mass = results['sections'].get('mass')
     if mass:
         out['mass'] = {}
@@ -109,25 +74,17 @@ def headline(results: dict) -> dict:
             out['mass'][name] = {
                 'total_seconds': r['total_seconds'],
                 'p50_seconds': r['latency']['median'],
-                'p99': _check(r['latency']['p99'],
-                              TARGETS['mass_p99_seconds_max']),
-                'retries_pct': _check(r['claim_retries_pct'],
-                                      TARGETS['mass_retries_pct_max']),
-                'hosts_over_capacity': _check(r['hosts_over_capacity'], 0),
+                'p99_seconds': r['latency']['p99'],
+                'retries_pct': r['claim_retries_pct'],
+                'hosts_over_capacity': r['hosts_over_capacity'],
                 'unshelved': r['unshelved'], 'instances': r['instances'],
             }
     sched = results['sections'].get('scheduler')
     if sched:
-        out['scheduler'] = []
-        for r in sched['results']:
-            limit = TARGETS['scheduler_p50_ms_max'].get(r['hosts'])
-            row = {'database': r['database'], 'hosts': r['hosts'],
-                   'request': r['request'],
-                   'p50_ms': r['decision_ms']['median'],
-                   'p99_ms': r['decision_ms']['p99']}
-            if limit is not None:
-                row['target'] = _check(r['decision_ms']['median'], limit)
-            out['scheduler'].append(row)
+        out['scheduler'] = [
+            {'database': r['database'], 'hosts': r['hosts'],
+             'request': r['request'], 'p50_ms': r['decision_ms']['median'],
+             'p99_ms': r['decision_ms']['p99']} for r in sched['results']]
     sto = results['sections'].get('storage')
     if sto and 'full' in sto:
         out['storage'] = {
@@ -136,35 +93,15 @@ def headline(results: dict) -> dict:
             'full_image_store_bytes': sto['full']['image_store_bytes'],
             'full_over_partial': sto['ratio_full_to_partial'],
         }
+    out['targets'] = targets.judge(results, writes)
+    out['target_counts'] = targets.counts(out['targets'])
     return out
 
 
 # -- markdown -----------------------------------------------------------------
 
-def _s(value, digits=3) -> str:
-    if value is None:
-        return '-'
-    if value >= 100:
-        return '%.0f' % value
-    if value >= 10:
-        return '%.1f' % value
-    return '%.*f' % (digits, value)
-
-
-def _bytes(value) -> str:
-    if value is None:
-        return '-'
-    for unit, size in (('GiB', common.GiB), ('MiB', common.MiB),
-                       ('KiB', 1024)):
-        if abs(value) >= size:
-            return '%.1f %s' % (value / size, unit)
-    return '%d B' % value
-
-
-def _met(check) -> str:
-    if not isinstance(check, dict) or check.get('met') is None:
-        return '-'
-    return 'met' if check['met'] else '**missed**'
+_s = targets.num
+_bytes = targets.size
 
 
 def _spread(summary: dict) -> str:
@@ -214,16 +151,87 @@ def _code(git: dict | None) -> str:
         if git.get('service_code_modified') else '')
 
 
-def write_markdown(results: dict, path: str) -> None:
-    h = results.get('headline', {})
+def measured_on(results: dict) -> str:
+    """The dates the sections were measured on."""
+    days = sorted({run['started_at'][:10] for run in
+                   results.get('section_runs', {}).values()
+                   if run.get('started_at')} or
+                  {results['started_at'][:10]})
+    return ', '.join(days)
+
+
+def _targets_md(results: dict, verdicts: list[dict]) -> list[str]:
+    cpus = results['machine'].get('cpus')
+    tally = targets.counts(verdicts)
+    L = ['## Targets', '',
+         '%d targets: %s. Judged by `tools/bench/targets.py` from the '
+         'numbers of this report; "against its floor": the baseline its '
+         'section measured in the same run; load: the 1-minute load '
+         'average before → after its section, on %s CPUs.' % (
+             len(verdicts), ', '.join('%d %s' % (tally[k], k)
+                                      for k in STATUS_SHOWN if k in tally),
+             cpus or '?'), '',
+         '| target | measured | | against its floor | load (1 min) |',
+         '|---|---|---|---|---|']
+    for v in verdicts:
+        L.append('| %s | %s | %s | %s | %s |' % (
+            v['target'], v['measured'], STATUS_SHOWN[v['status']],
+            v['floor'] or '-',
+            load_text(v['load'], cpus) if v['status'] not in (
+                'not measured', 'failed') else '-'))
+    L.append('')
+    missed = [v for v in verdicts if v['status'] in ('missed', 'failed')]
+    if missed:
+        L += ['### Missed targets: what this run measured', '']
+        for v in missed:
+            far = ''
+            if v['value'] is not None and v['limit']:
+                far = ' (%s× the limit)' % _s(v['value'] / v['limit'], 2)
+            L.append('- **%s**: %s%s.' % (v['target'], v['measured'], far))
+            for line in v['detail'] + ([v['floor']] if v['floor'] else []):
+                L.append('  - %s.' % line)
+            L += ['  - profile: %s.' % line for line in v['profile']] or [
+                '  - no profile saved for this target.']
+            L.append('  - load average %s.' % load_text(v['load'], cpus))
+        L.append('')
+    absent = [v for v in verdicts if v['status'] == 'not measured']
+    if absent:
+        L += ['### Not measured in this run', '']
+        L += ['- %s: %s.' % (v['target'], v['measured']) for v in absent]
+        L.append('')
+    return L
+
+
+def _mass_floor_md(floor: dict | None) -> str:
+    if not floor or not floor.get('define_start', {}).get('n'):
+        return ('Physical floor: no floor in this run (the same define + '
+                'start calls on the test driver with no service around '
+                'them were not measured).')
+    d = floor['define_start']
+    return ('Physical floor, measured in the same run: the same %s define + '
+            'start calls on the test driver with no service around them, '
+            '%s s in all; per call p50 %s s, p99 %s s.' % (
+                floor.get('instances', d['n']),
+                _s(floor.get('total_seconds'), 2), _s(d['median']),
+                _s(d['p99'])))
+
+
+def write_markdown(results: dict, path: str,
+                   writes: dict | None = None) -> None:
+    """results.md; ``writes``: see :func:`read_writes`."""
+    h = results.get('headline') or headline(results, writes)
     sec = results['sections']
     L = ['# Benchmark results', '',
-         'Generated by `%s` (%s mode) from %s to %s; the raw numbers are in '
-         '[results.json](results.json), the plot in '
-         '[latency.png](latency.png). Times are seconds unless stated; '
-         '"median [min–max] (n)".' % (
-             results['command'].strip(), results['mode'],
-             results['started_at'], results.get('finished_at')), '']
+         'Measured on %s by `%s` (%s mode; the last command, each '
+         'section\'s own is under the targets); written from '
+         '[results.json](results.json) (the raw numbers) by '
+         '`tools/bench/report.py`, which also judges the targets, and '
+         'rewritten from it by `python -m tools.bench.run --report-only`; '
+         'the plot is [latency.png](latency.png). Times are seconds unless '
+         'stated; "median [min–max] (n)". What the numbers mean and what '
+         'was found in earlier runs: `doc/source/benchmarks.rst`.' % (
+             measured_on(results), results['command'].strip(),
+             results['mode']), '']
     if results['mode'] == 'quick':
         L += ['**Quick mode**: small sizes, few runs, local image directory '
               'instead of Glance, no RabbitMQ/PostgreSQL. A smoke run, not '
@@ -234,58 +242,7 @@ def write_markdown(results: dict, path: str) -> None:
         L += ['- %s: %s' % kv for kv in sorted(results['errors'].items())]
         L.append('')
 
-    L += ['## Targets', '', '| target | measured | |', '|---|---|---|']
-    for row in h.get('latency', []):
-        for kind, label in (('partial_same_host', 'same host'),
-                            ('partial_other_host', 'other host')):
-            c = row['%s_over_floor' % kind]
-            L.append('| partial unshelve ≤ 1.5× floor (%s GiB, %s) | %s× | '
-                     '%s |' % (_s(row['size_gib'], 2), label,
-                               _s(c['value'], 2), _met(c)))
-    c = h.get('partial_largest_over_smallest')
-    if c:
-        L.append('| partial unshelve flat in disk size: %s GiB / %s GiB ≤ '
-                 '1.2 | %s× | %s |' % (_s(c['sizes_gib'][1], 2),
-                                       _s(c['sizes_gib'][0], 2),
-                                       _s(c['value'], 2), _met(c)))
-    c = h.get('full_over_partial_at_4gib')
-    if c:
-        L.append('| partial unshelve ≥ 50× faster than full at 4 GiB | '
-                 '%s× | %s |' % (_s(c['value'], 1), _met(c)))
-    for row in h.get('latency', []):
-        b = row['partial_bytes_moved']
-        L.append('| 0 bytes of disk data moved by partial (%s GiB) | %s '
-                 'transferred, ≤ %s written per operation | %s |' % (
-                     _s(row['size_gib'], 2),
-                     _bytes(b['uploaded_plus_downloaded']),
-                     _bytes(b['max_io_written_per_operation']),
-                     'met' if b['met'] else '**missed**'))
-    for name, m in h.get('mass', {}).items():
-        if 'error' in m:
-            L.append('| mass unshelve (%s) | failed: %s | - |' % (
-                name, m['error'].replace('\n', ' ')[:200]))
-            continue
-        L.append('| mass unshelve (%s): 0 hosts over capacity | %d | %s |'
-                 % (name, m['hosts_over_capacity']['value'],
-                    _met(m['hosts_over_capacity'])))
-        L.append('| mass unshelve (%s): retries ≤ 1%% | %s%% | %s |' % (
-            name, _s(m['retries_pct']['value'], 2), _met(m['retries_pct'])))
-        L.append('| mass unshelve (%s): p99 ≤ 2 s | %s s | %s |' % (
-            name, _s(m['p99']['value'], 2), _met(m['p99'])))
-    for row in h.get('scheduler', []):
-        if 'target' in row:
-            L.append('| scheduler p50 ≤ %g ms at %d hosts (%s, %s) | %s ms '
-                     '| %s |' % (row['target']['target'],
-                                 row['hosts'], row['database'],
-                                 row['request'], _s(row['p50_ms'], 2),
-                                 _met(row['target'])))
-    L.append('')
-    if results.get('analysis'):
-        # Written by whoever ran the benchmark, kept in results.json: why
-        # the missed targets are missed here, from the profiles.
-        L += ['## Missed targets: why', '']
-        for paragraph in results['analysis']:
-            L += [paragraph, '']
+    L += _targets_md(results, h['targets'])
     if results.get('section_runs'):
         L += ['Sections run: ' + '; '.join(
             '%s at %s (`%s`%s)' % (
@@ -337,8 +294,8 @@ def write_markdown(results: dict, path: str) -> None:
         for row in h.get('latency', []):
             L.append('| %s GiB | %s×, %s× | %s× | %s× | %s× |' % (
                 _s(row['size_gib'], 2),
-                _s(row['partial_same_host_over_floor']['value'], 2),
-                _s(row['partial_other_host_over_floor']['value'], 2),
+                _s(row['partial_same_host_over_floor'], 2),
+                _s(row['partial_other_host_over_floor'], 2),
                 _s(row['partial_same_host_shelve_over_floor'], 2),
                 _s(row['full_over_partial_unshelve'], 1),
                 _s(row['full_over_partial_shelve'], 1)))
@@ -355,7 +312,7 @@ def write_markdown(results: dict, path: str) -> None:
     mass = sec.get('mass')
     if mass:
         L += ['## 2. Mass unshelve', '',
-              '%d instances (1 vCPU, 512 MiB) booted over %d hosts in 2 '
+              '%d instances (1 vCPU, 512 MiB) booted over %d hosts in %d '
               'storage groups (12 such instances fit a host), shelved, then '
               'unshelved at once (one request per instance, released by a '
               'barrier, from a separate client process); libvirt test '
@@ -368,18 +325,20 @@ def write_markdown(results: dict, path: str) -> None:
               'failed and went to the next candidate host '
               '(`ConductorManager.stats`, or the conductor\'s "Retrying '
               'instance" log lines in multi-process).' % (
-                  mass['instances'], mass['hosts']), '',
+                  mass['instances'], mass['hosts'], mass.get('groups', 2)),
+              '', _mass_floor_md(mass.get('floor')), '',
               '| deployment | total s | per instance p50 / p99 s | API '
               'answered the request p50 / p99 s | retries | over capacity '
-              '| unshelved | on original host |',
-              '|---|---|---|---|---|---|---|---|']
+              '| unshelved | on original host | write transactions per '
+              'unshelve |', '|---|---|---|---|---|---|---|---|---|']
         for name, r in mass['runs'].items():
             if 'error' in r:
-                L.append('| %s | failed: %s | | | | | | |' % (
+                L.append('| %s | failed: %s | | | | | | | |' % (
                     name, r['error'].replace('\n', ' ')[:300]))
                 continue
+            writes = r.get('write_transactions_per_unshelve')
             L.append('| %s | %s | %s / %s | %s / %s | %d (%s%%) | %d | '
-                     '%d/%d | %d |' % (
+                     '%d/%d | %d | %s |' % (
                          r['deployment'], _s(r['total_seconds'], 2),
                          _s(r['latency']['median'], 2),
                          _s(r['latency']['p99'], 2),
@@ -387,19 +346,17 @@ def write_markdown(results: dict, path: str) -> None:
                          _s(r['request_answered']['p99'], 2),
                          r['claim_retries'], _s(r['claim_retries_pct'], 2),
                          r['hosts_over_capacity'], r['unshelved'],
-                         r['instances'], r['back_on_original_host']))
+                         r['instances'], r['back_on_original_host'],
+                         'not counted' if writes is None else writes))
         L.append('')
-        if 'multiprocess' in mass['runs']:
-            L += ['The separate services are started through '
-                  '`tools/bench/service.py`, which passes `[database] '
-                  'max_pool_size`/`max_overflow` to the engine (computes 1+2 '
-                  'connections, API and conductor 4+4): the services '
-                  'register these options but do not use them, and with '
-                  'SQLAlchemy\'s default 5+10 per process 22 processes '
-                  'exceed PostgreSQL\'s max_connections (%s here) -- the '
-                  'first attempt failed with "too many clients".' %
-                  mass['runs']['multiprocess'].get(
-                      'postgresql_max_connections', '?'), '']
+        mp = [r for n, r in mass['runs'].items() if n != 'aio']
+        if mp:
+            L += ['The separate services get `[database] max_pool_size`/'
+                  '`max_overflow` from `tools/bench/service.py` (computes '
+                  '1+2 connections, API and conductor 4+4): with '
+                  'SQLAlchemy\'s default 5+10 per process, 22 processes '
+                  'would exceed PostgreSQL\'s max_connections (%s here).' %
+                  mp[0].get('postgresql_max_connections', '?'), '']
         for name, r in mass['runs'].items():
             for proc, prof in (r.get('profile') or {}).get(
                     'processes', {}).items():
@@ -516,10 +473,6 @@ def write_markdown(results: dict, path: str) -> None:
             name, runs.get(name, {}).get('started_at', ''), seconds,
             '%.1f → %.1f' % tuple(load) if load else ''))
     L.append('')
-    notes_file = os.path.join(os.path.dirname(path), 'analysis.md')
-    if results['mode'] == 'full' and os.path.exists(notes_file):
-        with open(notes_file) as f:
-            L += [f.read().rstrip(), '']
     with open(path, 'w') as f:
         f.write('\n'.join(L))
 

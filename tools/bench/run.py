@@ -5,7 +5,9 @@
 
 Writes ``results.json``, ``results.md`` and ``latency.png`` into
 ``--output`` (default ``doc/benchmarks``; ``--quick`` defaults to a
-temporary directory so that it never overwrites the committed results).
+temporary directory so that it never overwrites the committed results);
+into doc/benchmarks also the figures README.rst quotes (between its
+markers, ``tools/bench/figures.py``).
 Run from the repository root, as root (``qemu:///system``), on a machine
 prepared by ``tools/setup.sh``; ``--full`` also needs RabbitMQ and
 PostgreSQL (as the integration tests) and builds or reuses the Glance
@@ -34,6 +36,7 @@ SECTIONS = ('scheduler', 'mass', 'storage', 'latency')
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 DEFAULT_OUTPUT = os.path.join(REPO, 'doc', 'benchmarks')
+README = os.path.join(REPO, 'README.rst')
 
 
 class Options:
@@ -110,9 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--full-runs', type=int)
     p.add_argument('--mass-instances', type=int)
     p.add_argument('--report-only', action='store_true',
-                   help='rewrite results.md and latency.png (and the '
-                   'headline in results.json) from the results.json in '
-                   '--output, without measuring')
+                   help='rewrite results.md, latency.png, the headline in '
+                   'results.json and (for doc/benchmarks) the figures in '
+                   'README.rst from the results.json in --output, without '
+                   'measuring')
     # Internal: one section in this process.
     p.add_argument('--section', choices=SECTIONS, help=argparse.SUPPRESS)
     p.add_argument('--fragment', help=argparse.SUPPRESS)
@@ -243,18 +247,28 @@ def _previous_results(output: str, args, sections: list[str]) -> dict:
     return previous
 
 
-def _report_only(output: str) -> int:
+def _write_report(results: dict, output: str) -> None:
+    """results.json (with its headline), results.md, latency.png and, when
+    ``output`` is doc/benchmarks, the README's figures: all from the same
+    results."""
+    from tools.bench import figures
     from tools.bench import plot
     from tools.bench import report
-    path = os.path.join(output, 'results.json')
-    with open(path) as f:
-        results = json.load(f)
-    results['headline'] = report.headline(results)
-    with open(path, 'w') as f:
+    writes = report.read_writes(output)
+    results['headline'] = report.headline(results, writes)
+    with open(os.path.join(output, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1, sort_keys=True)
         f.write('\n')
     report.write_markdown(results, os.path.join(output, 'results.md'))
     plot.plot(results, os.path.join(output, 'latency.png'))
+    if os.path.realpath(output) == os.path.realpath(DEFAULT_OUTPUT):
+        figures.rewrite(README, figures.block(results, results['headline']))
+
+
+def _report_only(output: str) -> int:
+    with open(os.path.join(output, 'results.json')) as f:
+        results = json.load(f)
+    _write_report(results, output)
     return 0
 
 
@@ -284,8 +298,6 @@ def main(argv: list[str] | None = None) -> int:
     args.profile_dir = os.path.join(output, 'profiles')
     os.makedirs(args.profile_dir, exist_ok=True)
     from tools.bench import machine
-    from tools.bench import plot
-    from tools.bench import report
 
     started = time.monotonic()
     deadline = started + args.budget_minutes * 60
@@ -344,12 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             if k in SECTIONS)
         results['finished_at'] = time.strftime('%Y-%m-%dT%H:%M:%SZ',
                                                time.gmtime())
-        results['headline'] = report.headline(results)
-        with open(os.path.join(output, 'results.json'), 'w') as f:
-            json.dump(results, f, indent=1, sort_keys=True)
-            f.write('\n')
-        report.write_markdown(results, os.path.join(output, 'results.md'))
-        plot.plot(results, os.path.join(output, 'latency.png'))
+        _write_report(results, output)
         if not os.listdir(args.profile_dir):
             os.rmdir(args.profile_dir)
         failed_inside = any(
