@@ -7,7 +7,7 @@ from lifecycle import states
 from lifecycle.db import api as db_api
 from lifecycle.manage import disks
 from lifecycle.manage import findings
-from lifecycle.manage import images as images_mod
+from lifecycle.manage import leftover_images
 from lifecycle.manage import ownership
 from lifecycle.manage import rbd_audit
 from lifecycle.storage import paths
@@ -121,7 +121,7 @@ class Cleaner:
             image = self.audit.images.get(finding.resource)
         except exception.ImageNotFound:
             return 'skipped', 0, 'already gone'
-        why = images_mod.why_leftover(self.db, image)
+        why = leftover_images.why_leftover(self.db, image)
         if why is None:
             return 'skipped', 0, 'an instance needs it now'
         self.audit.images.delete(finding.resource)

@@ -32,8 +32,9 @@ its ``_base``) is missing while the database records retained disks in it
 unmounted share never makes every retained disk look missing.
 
 and ``leftover-image``: an image a full offload of this project made
-(property ``lifecycle_shelved_instance``, :mod:`lifecycle.manage.images`;
-Nova's own ``-shelved`` images are never matched) that no instance needs.
+(property ``lifecycle_shelved_instance``,
+:mod:`lifecycle.manage.leftover_images`; Nova's own ``-shelved`` images are
+never matched) that no instance needs.
 
 Instances with a task in progress are left out of every check.
 
@@ -71,7 +72,8 @@ from lifecycle.compute import hibernate
 from lifecycle.db import models
 from lifecycle.manage import ForeignStorage
 from lifecycle.manage import deployment as deployment_mod
-from lifecycle.manage import images as images_mod
+from lifecycle.manage import image_source
+from lifecycle.manage import leftover_images
 from lifecycle.manage import output
 from lifecycle.manage.findings import Finding
 from lifecycle.manage.findings import LEFTOVER_IMAGE
@@ -238,12 +240,12 @@ class DiskAudit:
         """The image source; None for a local directory that is not there
         (the audit never creates it)."""
         if self._images is None:
-            self._images = images_mod.image_service(self.deployment.conf)
+            self._images = image_source.image_service(self.deployment.conf)
         return self._images
 
     def _check_images(self) -> None:
         try:
-            leftovers = images_mod.find(self.db, self.images)
+            leftovers = leftover_images.find(self.db, self.images)
         except exception.LifecycleException as e:
             self.errors.append('image service: %s' % e.format_message())
             return

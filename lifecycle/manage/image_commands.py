@@ -12,7 +12,7 @@ from lifecycle import exception
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cli
-from lifecycle.manage import images as images_mod
+from lifecycle.manage import image_source
 from lifecycle.manage import output
 from lifecycle.storage import qemu_img
 
@@ -46,12 +46,12 @@ class ImageCommands:
 
     def _service(self, create: bool):
         try:
-            service = images_mod.image_service(self.conf, create=create)
+            service = image_source.image_service(self.conf, create=create)
         except exception.InvalidConfiguration as e:
             raise UsageError(e.format_message()) from e
         if service is None and not create:
             raise UsageError('the image directory %s does not exist'
-                             % images_mod.local_dir(self.conf))
+                             % image_source.local_dir(self.conf))
         return service
 
     def import_(self, path: str, image_name: str,

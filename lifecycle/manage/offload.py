@@ -22,7 +22,7 @@ from lifecycle.manage import FAILED
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cli
-from lifecycle.manage import images as images_mod
+from lifecycle.manage import image_source
 from lifecycle.manage import output
 from lifecycle import names
 
@@ -79,7 +79,7 @@ def offload(deployment, fmt: str = 'table', uuids=None,
         act = True
     failures = 0
     if act and instances:
-        images = images_mod.image_service(deployment.conf, create=True)
+        images = image_source.image_service(deployment.conf, create=True)
         context = lc_context.get_admin_context()
         with output.Progress('shelved full-offload',
                              len(instances)) as progress:
