@@ -116,7 +116,7 @@ class HostStateCache:
 
     def up_host_states(self) -> list[host_state.HostState]:
         """Host states of enabled hosts seen within service_down_time."""
-        with self._lock, self.db.session() as session:
+        with self._lock, self.db.session(readonly=True) as session:
             self._refresh(session)
             entries = self._entries
         cutoff = _up_cutoff()
@@ -206,7 +206,7 @@ class Scheduler:
                           ) -> list[host_state.HostState]:
         """As :meth:`up_host_states`, for the given hosts or the hosts of
         a storage group only, read afresh from the database."""
-        with self.db.session() as session:
+        with self.db.session(readonly=True) as session:
             rows = self.db.compute_node_states(
                 hosts=hosts, storage_group=storage_group,
                 up_since=_up_cutoff(), session=session)

@@ -99,6 +99,7 @@ class _ResumptionWrites:
     def __init__(self, connection) -> None:
         self._connection = connection
         self._written: collections.OrderedDict = collections.OrderedDict()
+        self._flows: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str):
@@ -110,6 +111,31 @@ class _ResumptionWrites:
             self._remember(saved)
             return saved
         return atom_detail
+
+    def update_flow_details(self, flow_detail):
+        """TaskFlow's flow-detail update rewrites the flow's row and every
+        atom of it; it is needed only when it adds atoms or changes the
+        meta, or for a state a resumed flow acts on (a failure or a revert:
+        :meth:`FlowRunner.resume` re-runs a flow left PENDING, RUNNING or
+        SUCCESS alike, and a re-run of finished atoms does nothing)."""
+        if self._flow_needed(flow_detail):
+            saved = self._connection.update_flow_details(flow_detail)
+            with self._lock:
+                self._flows[saved.uuid] = _flow_essential(saved)
+                self._flows.move_to_end(saved.uuid)
+                while len(self._flows) > self.REMEMBERED:
+                    self._flows.popitem(last=False)
+            for atom_detail in saved:
+                self._remember(atom_detail)
+            return saved
+        return flow_detail
+
+    def _flow_needed(self, flow_detail) -> bool:
+        if flow_detail.state not in _FLOW_STATES_RESUMED_ALIKE:
+            return True
+        with self._lock:
+            last = self._flows.get(flow_detail.uuid)
+        return last is None or last != _flow_essential(flow_detail)
 
     def _needed(self, atom_detail) -> bool:
         if (atom_detail.state in (flow_states.PENDING, flow_states.RUNNING)
@@ -126,6 +152,20 @@ class _ResumptionWrites:
             self._written.move_to_end(atom_detail.uuid)
             while len(self._written) > self.REMEMBERED:
                 self._written.popitem(last=False)
+
+
+# Flow states after which a resumed flow does the same: run the atoms not
+# finished (see FlowRunner.resume).
+_FLOW_STATES_RESUMED_ALIKE = frozenset((
+    flow_states.PENDING, flow_states.RUNNING, flow_states.RESUMING,
+    flow_states.SUCCESS))
+
+
+def _flow_essential(flow_detail) -> tuple:
+    """What of a flow detail a resumed flow needs written, beyond its
+    state: its atoms (TaskFlow inserts new ones through this update) and
+    its meta."""
+    return (frozenset(ad.uuid for ad in flow_detail), repr(flow_detail.meta))
 
 
 def _essential(atom_detail) -> dict:

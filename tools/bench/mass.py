@@ -52,7 +52,7 @@ FLAVOR = {'id': 'bench-mass', 'name': 'bench.mass', 'ram': 512, 'vcpus': 1,
           'disk': 1}
 SLOTS_PER_HOST = 12
 WAVE = 20
-# Connection pools of the separate services (see tools/bench/service.py):
+# Connection pools of the separate services (``[database]`` options):
 # 20 computes x 3 + 2 x 8 = 76 connections at most, under PostgreSQL's
 # default max_connections = 100.
 POOLS = {'compute': {'max_pool_size': 1, 'max_overflow': 2},
@@ -370,37 +370,14 @@ def run_multiprocess(opts) -> dict:
     if not it._rabbit_usable(it.RABBIT_URL):
         raise RuntimeError('RabbitMQ at %s is not usable' % it.RABBIT_URL)
 
-    class ServiceProcess(it.ServiceProcess):
-        """As the integration harness's, started through
-        tools/bench/service.py (``[database]`` pool options honoured)."""
-
-        def __init__(self, name, command, config_files, log_path):
-            self.name = name
-            self.log_path = log_path
-            self._terminated = False
-            self._log = open(log_path, 'ab')
-            args = [sys.executable, '-m', 'tools.bench.service', command]
-            for path in config_files:
-                args += ['--config-file', path]
-            self.popen = subprocess.Popen(
-                args, stdout=self._log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=REPO,
-                env=dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED='1'),
-                preexec_fn=it._die_with_parent)
-
     class Deployment(it.Deployment):
-        def spawn(self, name, command, extra=None):
+        def spawn(self, name, command, extra=None, env=None, wrapper=None):
             extra = {k: dict(v) for k, v in (extra or {}).items()}
             # Debug logging only where the retries are counted.
             if command != 'conductor':
                 extra.setdefault('DEFAULT', {})['debug'] = 'false'
             extra.setdefault('database', {}).update(POOLS[command])
-            files = [self.common_conf, it._write_conf(
-                os.path.join(self.log_dir, '%s.conf' % name), extra)]
-            process = ServiceProcess(name, command, files, os.path.join(
-                self.log_dir, '%s.log' % name))
-            self.processes[name] = process
-            return process
+            return super().spawn(name, command, extra, env, wrapper)
 
     work = common.make_work_dir(opts.work_dir, 'mass-mp-')
     log_dir = common.make_work_dir(work, 'logs-')
