@@ -41,7 +41,6 @@ from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import models
 from lifecycle.flows import engine as flow_engine
-from lifecycle.virt import domain_xml
 from lifecycle import volume
 from lifecycle import names
 
@@ -233,11 +232,6 @@ class ComputeManager:
                  '(a request sent twice)', instance_uuid, method, self.host,
                  current, task_state)
         return False
-
-    def _domain_spec(self, instance: models.Instance,
-                     disk) -> domain_xml.DomainSpec:
-        """:meth:`HostParts.domain_spec` (kept for tools/bench)."""
-        return self.parts.domain_spec(instance, disk)
 
     # -- endpoints --------------------------------------------------------
     # Each endpoint runs one persisted flow (compute/flows.py) under the

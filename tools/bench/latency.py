@@ -215,7 +215,7 @@ def _floor_xml(aio, instance_uuid: str) -> str:
     manager = bench_aio.compute_manager(aio, 'host-a1')
     instance = aio.db.instance_get(instance_uuid)
     disk = manager.storage.disk_info(instance_uuid)
-    spec = manager._domain_spec(instance, disk)
+    spec = manager.parts.domain_spec(instance, disk)
     return domain_xml.build_domain_xml(spec, aio.driver.virt_type)
 
 
