@@ -26,8 +26,8 @@ from oslo_utils import timeutils
 
 from lifecycle import exception
 from lifecycle import states
+from lifecycle.compute import disk_upload
 from lifecycle.compute import hibernate
-from lifecycle.compute import offload
 from lifecycle.compute import parts as parts_mod
 from lifecycle.compute import volumes
 from lifecycle.db import api as db_api
@@ -297,9 +297,9 @@ class UploadImage(_Task):
         recorded = instance.system_metadata.get(names.SHELVED_IMAGE_ID)
         if recorded:
             return recorded
-        offload.delete_unrecorded_images(self.parts.image_service,
-                                         instance)
-        image = offload.upload_retained_disk(
+        disk_upload.delete_unrecorded_images(self.parts.image_service,
+                                             instance)
+        image = disk_upload.upload_retained_disk(
             self.parts.storage, self.parts.image_service, instance)
         return image['id']
 

@@ -6,7 +6,7 @@ unshelve deletes its image once the instance runs; one that could not
 
 An image is this project's only when it carries the property
 :data:`lifecycle.names.IMAGE_SHELVED_INSTANCE` (set by
-``lifecycle.compute.offload`` on every image it uploads). Name
+``lifecycle.compute.disk_upload`` on every image it uploads). Name
 (``<server>-shelved``) and ``instance_uuid`` are *not* enough: Nova's own
 shelve snapshots carry exactly those, and a Glance shared with Nova holds
 them -- deleting one would destroy the only copy of a Nova server.
