@@ -8,7 +8,7 @@ instance rows and everything hanging off them (metadata, system metadata,
 faults); it deletes only with ``--yes`` and never with ``--dry-run``.
 
 ``shelved full-offload`` (partial → full offload by hand: the disk goes
-to the image service) is :mod:`lifecycle.manage.offload`.
+to the image service) is :mod:`lifecycle.manage.shelved_full_offload`.
 """
 
 import datetime
@@ -29,8 +29,8 @@ from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cli
 from lifecycle.manage import deployment as deployment_mod
-from lifecycle.manage import offload as offload_mod
 from lifecycle.manage import output
+from lifecycle.manage import shelved_full_offload
 from lifecycle.storage import qemu_img
 from lifecycle.storage import paths
 from lifecycle import names
@@ -252,9 +252,10 @@ class ShelvedCommands:
                      group: str | None = None,
                      older_than: datetime.timedelta | None = None,
                      dry_run: bool = False, yes: bool = False) -> int:
-        """Partial → full offload (see lifecycle.manage.offload)."""
-        return offload_mod.offload(self.deployment, fmt, uuids, group,
-                                   older_than, dry_run, yes)
+        """Partial → full offload (see
+        lifecycle.manage.shelved_full_offload)."""
+        return shelved_full_offload.offload(self.deployment, fmt, uuids,
+                                            group, older_than, dry_run, yes)
 
     def offload(self, fmt: str = 'table', uuids=None,
                 group: str | None = None,
