@@ -35,7 +35,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import uuid as uuid_mod
 
 from tools.bench import aio as bench_aio
 from tools.bench import common
@@ -146,9 +148,11 @@ def _unshelved_at(log_files: list[str], since: float) -> dict[str, float]:
 def scenario(client, image_id: str, instances: int, timeout: float,
              retries_counter, work: str, log_files, check=None,
              profile_pids: dict | None = None,
-             profile_dir: str | None = None, label: str = '') -> dict:
+             profile_dir: str | None = None, label: str = '',
+             cpu_pids: list[int] | None = None) -> dict:
     """Boot, shelve, then unshelve everything at once; the measurements.
 
+    ``cpu_pids``: the service processes whose CPU the burst is charged.
     ``retries_counter()`` returns a dict with at least ``claim_retries``
     (and whatever else the deployment can count) at that moment. When the
     p99 target is missed and ``profile_pids`` is given, everything is
@@ -179,7 +183,9 @@ def scenario(client, image_id: str, instances: int, timeout: float,
                boot_seconds, shelve_seconds)
 
     before = retries_counter()
+    cpu_before = _process_cpu_seconds(cpu_pids or [])
     burst = _burst(client.url, ids, timeout, work)
+    cpu_seconds = _process_cpu_seconds(cpu_pids or []) - cpu_before
     after = retries_counter()
     if check:
         check()
@@ -237,6 +243,13 @@ def scenario(client, image_id: str, instances: int, timeout: float,
         'hosts_over_capacity': len(over),
         'hosts_over_capacity_names': over,
         'back_on_original_host': same_host,
+        # The services' CPU during the burst: with one interpreter lock per
+        # process, a burst cannot end before this over the cores used.
+        'service_cpu_seconds': cpu_seconds,
+        'cpu_ms_per_unshelve': 1000.0 * cpu_seconds / len(ids),
+        # One process: one interpreter lock; separate processes: the cores.
+        'service_cores': (1 if len(cpu_pids or []) < 2 else
+                          min(len(cpu_pids), os.cpu_count() or 1)),
         'in_original_storage_group': same_group,
     }
     result['request_answered'].pop('values')
@@ -295,6 +308,68 @@ def _profile_burst(client, ids, timeout, work, check, pids: dict,
     return out
 
 
+def physical_floor(instances: int) -> dict:
+    """The burst with nothing around it: ``instances`` define+start calls
+    of the domain XML the driver builds, on a fresh connection to
+    libvirt's test driver, one thread each, released at once by a barrier
+    (as the service's burst is). Per instance: from the release to its
+    domain running."""
+    import libvirt
+
+    from lifecycle.virt import domain_xml
+
+    conn = libvirt.open('test:///default')
+    xmls = [domain_xml.build_domain_xml(domain_xml.DomainSpec(
+        uuid=str(uuid_mod.uuid4()), display_name='floor-%03d' % i,
+        vcpus=FLAVOR['vcpus'], memory_mb=FLAVOR['ram'],
+        disk_path='/var/tmp/floor-%03d.qcow2' % i, disk_format='qcow2',
+        host='host-a01', user_id='bench', project_id='bench',
+        flavor_name=FLAVOR['name']), 'qemu') for i in range(instances)]
+    barrier = threading.Barrier(instances + 1)
+    took: list[float] = []
+    lock = threading.Lock()
+
+    def start(xml: str) -> None:
+        barrier.wait()
+        conn.defineXML(xml).create()
+        done = time.monotonic()
+        with lock:
+            took.append(done)
+
+    threads = [threading.Thread(target=start, args=(x,)) for x in xmls]
+    try:
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        released = time.monotonic()
+        for thread in threads:
+            thread.join()
+    finally:
+        for dom in conn.listAllDomains():
+            dom.destroy()
+            dom.undefine()
+        conn.close()
+    result = common.summary([t - released for t in took])
+    result.pop('values')
+    return {'define_start': result, 'instances': instances,
+            'total_seconds': max(took) - released}
+
+
+def _process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes (and their reaped children), from
+    /proc: what the services spent, whatever the machine's load."""
+    tick = os.sysconf('SC_CLK_TCK')
+    total = 0
+    for pid in pids:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+    return total / tick
+
+
 def run_aio(opts) -> dict:
     work = common.make_work_dir(opts.work_dir, 'mass-aio-')
     hosts = host_map(opts.mass_hosts)
@@ -313,7 +388,8 @@ def run_aio(opts) -> dict:
                               lambda: bench_aio.conductor_stats(aio), work,
                               lambda: [log_file],
                               profile_pids={'aio': os.getpid()},
-                              profile_dir=opts.profile_dir, label='aio')
+                              profile_dir=opts.profile_dir, label='aio',
+                              cpu_pids=[os.getpid()])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result.update(deployment='one process (lifecycle-aio: fake://, SQLite)',
@@ -409,7 +485,9 @@ def run_multiprocess(opts) -> dict:
                                    if n.startswith('host-')],
                           check=deployment.check_alive, profile_pids=pids,
                           profile_dir=opts.profile_dir,
-                          label='multiprocess')
+                          label='multiprocess',
+                          cpu_pids=[p.popen.pid for p in
+                                    deployment.processes.values()])
         result['processes'] = len(deployment.processes)
         result['start_seconds'] = start_seconds
         result['postgresql_max_connections'] = _pg_max_connections(url)
@@ -439,6 +517,12 @@ def run_multiprocess(opts) -> dict:
 def run(opts) -> dict:
     section = {'instances': opts.mass_instances, 'hosts': opts.mass_hosts,
                'groups': 2, 'libvirt_uri': 'test:///default', 'runs': {}}
+    common.log('mass unshelve: physical floor (%d define+start on the '
+               'test driver, no service)', opts.mass_instances)
+    section['floor'] = physical_floor(opts.mass_instances)
+    common.log('  floor: p99 %.3f s, all in %.3f s',
+               section['floor']['define_start']['p99'],
+               section['floor']['total_seconds'])
     common.log('mass unshelve: one process')
     section['runs']['aio'] = run_aio(opts)
     if opts.multiprocess:

@@ -282,6 +282,16 @@ def _mass(results: dict) -> list[dict]:
                 num(run['request_answered']['median'], 2),
                 num(run['request_answered']['p99'], 2),
                 num(run['total_seconds'], 2)))
+        cpu = run.get('cpu_ms_per_unshelve')
+        if cpu is not None:
+            cores = run.get('service_cores', 1)
+            v['detail'].append(
+                'the services spent %s ms of CPU per unshelve (%s s in all '
+                'during the burst); on %d core%s that alone keeps the last '
+                'instance waiting at least %s s' % (
+                    num(cpu, 0), num(run['service_cpu_seconds'], 1), cores,
+                    '' if cores == 1 else 's',
+                    num(run['service_cpu_seconds'] / cores, 1)))
         writes = run.get('write_transactions_per_unshelve')
         if writes is not None:
             v['detail'].append('%d durable write transactions per unshelve'
