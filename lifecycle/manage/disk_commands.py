@@ -14,7 +14,7 @@ from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cleaner as cleaner_mod
 from lifecycle.manage import cli
-from lifecycle.manage import deployment as deployment_mod
+from lifecycle.manage import locate
 from lifecycle.manage import output
 from lifecycle.manage.disks import DEFAULT_BASE_MIN_AGE
 from lifecycle.manage.disks import DiskAudit
@@ -48,7 +48,7 @@ class DisksCommands:
 
     def __init__(self, conf) -> None:
         self.conf = conf
-        self.deployment = deployment_mod.Deployment(conf)
+        self.deployment = locate.Deployment(conf)
 
     def close(self) -> None:
         self.deployment.close()

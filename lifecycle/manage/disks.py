@@ -71,9 +71,9 @@ from lifecycle import states
 from lifecycle.compute import hibernate
 from lifecycle.db import models
 from lifecycle.manage import ForeignStorage
-from lifecycle.manage import deployment as deployment_mod
 from lifecycle.manage import image_source
 from lifecycle.manage import leftover_images
+from lifecycle.manage import locate
 from lifecycle.manage import output
 from lifecycle.manage.findings import Finding
 from lifecycle.manage.findings import LEFTOVER_IMAGE
@@ -109,7 +109,7 @@ class DiskAudit:
     """One audit of a deployment's scope; the findings stay with it for a
     cleanup."""
 
-    def __init__(self, deployment: deployment_mod.Deployment,
+    def __init__(self, deployment: locate.Deployment,
                  categories: tuple[str, ...],
                  base_min_age: datetime.timedelta,
                  allow_foreign: bool = False) -> None:
@@ -128,7 +128,7 @@ class DiskAudit:
     def wanted(self, category: str) -> bool:
         return category in self.categories
 
-    def in_pool(self, storage: deployment_mod.Storage) -> bool:
+    def in_pool(self, storage: locate.Storage) -> bool:
         """Whether the group's disks are in a Ceph pool (checked by
         :mod:`lifecycle.manage.rbd_audit`)."""
         return self.deployment.backend_name(storage.group) == 'rbd'
@@ -158,7 +158,7 @@ class DiskAudit:
 
     def _in_scope(self, instance: models.Instance) -> bool:
         """All-in-one: every instance; compute host: this host's."""
-        if self.deployment.mode == deployment_mod.AIO:
+        if self.deployment.mode == locate.AIO:
             return True
         hosts = self.deployment.hosts
         return (instance.host in hosts or (
@@ -167,7 +167,7 @@ class DiskAudit:
 
     @staticmethod
     def retained_in(instance: models.Instance,
-                     storage: deployment_mod.Storage) -> bool:
+                     storage: locate.Storage) -> bool:
         sysmeta = instance.system_metadata
         if not sysmeta.get(names.SHELVED_DISK):
             return False
@@ -254,7 +254,7 @@ class DiskAudit:
                 LEFTOVER_IMAGE, image['id'], '%s: %s' % (image['name'], why),
                 bytes=image.get('size') or 0))
 
-    def _check_storage(self, storage: deployment_mod.Storage,
+    def _check_storage(self, storage: locate.Storage,
                        names: list[str],
                        instances: list[models.Instance]) -> None:
         root = storage.path
@@ -305,13 +305,13 @@ class DiskAudit:
             self._check_bases(storage, [n for n in names if n in live])
 
     def retained_path(self, instance: models.Instance,
-                       storage: deployment_mod.Storage) -> str:
+                       storage: locate.Storage) -> str:
         """The retained disk's path; UnsafePath if outside the storage."""
         return paths.confine(storage.path,
                              instance.system_metadata[names.SHELVED_DISK])
 
     def _check_retained(self, instance: models.Instance,
-                        storage: deployment_mod.Storage) -> None:
+                        storage: locate.Storage) -> None:
         if (instance.vm_state != states.SHELVED_OFFLOADED or
                 instance.task_state is not None):
             return
@@ -334,7 +334,7 @@ class DiskAudit:
                    'location': location}))
 
     def memory_state_path(self, instance_uuid: str,
-                          storage: deployment_mod.Storage) -> str:
+                          storage: locate.Storage) -> str:
         return paths.confine(storage.path, os.path.join(
             storage.path, instance_uuid, hibernate.MEMORY_STATE_NAME))
 
@@ -348,7 +348,7 @@ class DiskAudit:
                 findings_mod.regular_file(path))
 
     def _check_memory_state(self, instance: models.Instance,
-                            storage: deployment_mod.Storage) -> None:
+                            storage: locate.Storage) -> None:
         path = self.memory_state_path(instance.uuid, storage)
         if not self.memory_state_orphaned(instance, path):
             return
@@ -358,7 +358,7 @@ class DiskAudit:
             detail='saved memory state of a %s instance that records none'
                    % instance.vm_state))
 
-    def _check_bases(self, storage: deployment_mod.Storage,
+    def _check_bases(self, storage: locate.Storage,
                      live_names: list[str]) -> None:
         backend = self.deployment.backend(storage.path)
         used = backend.referenced_bases(live_names)

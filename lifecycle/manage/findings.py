@@ -9,7 +9,7 @@ import dataclasses
 import os
 import stat
 
-from lifecycle.manage import deployment as deployment_mod
+from lifecycle.manage import locate
 from lifecycle.manage import output
 
 ORPHAN_DOMAIN = 'orphan-domain'
@@ -55,7 +55,7 @@ class Finding:
     group: str | None = None
     host: str | None = None
     path: str | None = None
-    storage: deployment_mod.Storage | None = dataclasses.field(
+    storage: locate.Storage | None = dataclasses.field(
         default=None, repr=False)
     extra: dict = dataclasses.field(default_factory=dict, repr=False)
     #: The storage audit that made it and cleans it up (None: files, or

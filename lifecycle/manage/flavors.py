@@ -13,7 +13,7 @@ from lifecycle.db import api as db_api
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cli
-from lifecycle.manage import deployment
+from lifecycle.manage import locate
 from lifecycle.manage import output
 
 COLUMNS = (('flavorid', 'ID'), ('name', 'Name'), ('vcpus', 'VCPUs'),
@@ -47,8 +47,8 @@ class FlavorCommands:
     """Flavors: ``flavor list``, ``flavor create``."""
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
-        self.db = db_api.Database(deployment.database_url(conf))
-        deployment.require_schema(self.db)
+        self.db = db_api.Database(locate.database_url(conf))
+        locate.require_schema(self.db)
 
     def close(self) -> None:
         self.db.dispose()

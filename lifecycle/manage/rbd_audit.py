@@ -35,8 +35,8 @@ import time
 from oslo_log import log as logging
 
 from lifecycle import exception
-from lifecycle.manage import deployment as deployment_mod
 from lifecycle.manage import findings
+from lifecycle.manage import locate
 from lifecycle.storage import rbd as rbd_storage
 from lifecycle.storage import rbd_client
 from lifecycle import names
@@ -44,8 +44,8 @@ from lifecycle import states
 
 LOG = logging.getLogger(__name__)
 
-def backend(deployment: deployment_mod.Deployment,
-            storage: deployment_mod.Storage) -> rbd_storage.RbdBackend:
+def backend(deployment: locate.Deployment,
+            storage: locate.Storage) -> rbd_storage.RbdBackend:
     return deployment.backend(storage.path, storage.group)
 
 
@@ -55,7 +55,7 @@ def _long_listing(b: rbd_storage.RbdBackend) -> list[dict]:
     return json.loads(out) if out.strip() else []
 
 
-def check(audit, storage: deployment_mod.Storage, instances) -> None:
+def check(audit, storage: locate.Storage, instances) -> None:
     """Add the findings of one Ceph storage group to ``audit``."""
     b = backend(audit.deployment, storage)
     try:

@@ -8,7 +8,7 @@ from lifecycle.db import api as db_api
 from lifecycle.db import migration
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import cli
-from lifecycle.manage import deployment
+from lifecycle.manage import locate
 from lifecycle.manage import output
 
 
@@ -16,7 +16,7 @@ class DbCommands:
     """Database schema: ``db sync``, ``db version``."""
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
-        self.db = db_api.Database(deployment.database_url(
+        self.db = db_api.Database(locate.database_url(
             conf, must_exist=False))
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from lifecycle.db import models
 from lifecycle.manage import CommandFailed
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import cli
-from lifecycle.manage import deployment
+from lifecycle.manage import locate
 from lifecycle.manage import output
 
 LOG = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ class ServiceCommands:
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
-        self.db = db_api.Database(deployment.database_url(conf))
-        deployment.require_schema(self.db)
+        self.db = db_api.Database(locate.database_url(conf))
+        locate.require_schema(self.db)
 
     def close(self) -> None:
         self.db.dispose()

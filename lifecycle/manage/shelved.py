@@ -28,7 +28,7 @@ from lifecycle.manage import FAILED
 from lifecycle.manage import SUCCESS
 from lifecycle.manage import UsageError
 from lifecycle.manage import cli
-from lifecycle.manage import deployment as deployment_mod
+from lifecycle.manage import locate
 from lifecycle.manage import output
 from lifecycle.manage import shelved_full_offload
 from lifecycle.storage import qemu_img
@@ -77,7 +77,7 @@ class ShelvedCommands:
 
     def __init__(self, conf) -> None:
         self.conf = conf
-        self.deployment = deployment_mod.Deployment(conf)
+        self.deployment = locate.Deployment(conf)
         self.db = self.deployment.db
 
     def close(self) -> None:

@@ -201,14 +201,14 @@ def test_cleanup_rechecks_before_acting(aio, config, planted):
     """A finding that stopped being true between audit and action (here:
     the instance's disk reappeared, an unused base was used again) is
     skipped, not acted on."""
-    from lifecycle.manage import deployment
+    from lifecycle.manage import locate
     from lifecycle.manage import disks
     from lifecycle.manage import findings
 
     conf = cfg.ConfigOpts()
     lifecycle_conf.register_all(conf)
     conf(['--config-file', config])
-    scope = deployment.Deployment(conf)
+    scope = locate.Deployment(conf)
     try:
         audit = disks.DiskAudit(scope, findings.CATEGORIES,
                                 disks.DEFAULT_BASE_MIN_AGE)

@@ -1,4 +1,4 @@
-"""What one run of ``lifecycle-manage`` looks at: the database, the
+"""Locates what one run of ``lifecycle-manage`` looks at: the database, the
 storage groups' instance storage and the libvirt domains of some hosts.
 
 Two kinds of configuration are understood:
