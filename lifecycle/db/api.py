@@ -22,6 +22,7 @@ from oslo_db.sqlalchemy import exc_filters
 from sqlalchemy import orm
 
 from lifecycle.db import aggregates
+from lifecycle.db import flavors
 from lifecycle.db import hosts
 from lifecycle.db import instances
 from lifecycle.db import requests
@@ -111,8 +112,9 @@ def _sqlite_pool_options() -> dict:
             'pool_timeout': options.get('pool_timeout', 30)}
 
 
-class Database(hosts.HostsMixin, aggregates.AggregatesMixin,
-               instances.InstancesMixin, requests.RequestsMixin):
+class Database(flavors.FlavorsMixin, hosts.HostsMixin,
+               aggregates.AggregatesMixin, instances.InstancesMixin,
+               requests.RequestsMixin):
     """Transactions and queries over one database URL."""
 
     def __init__(self, url: str, **engine_kwargs) -> None:
