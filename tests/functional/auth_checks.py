@@ -1,43 +1,9 @@
 """The tenant-isolation and policy rules of the REST API, checked the same
 way for every authentication (a real Keystone and noauth2): the callers are
-:class:`TokenClient` objects that send a token of their own."""
+:class:`tests.harness.client.Client` objects, each with a token of its
+own."""
 
-import json
-import urllib.error
-import urllib.request
-
-from tests.functional.conftest import Client
-
-
-class TokenClient(Client):
-    """The tests' HTTP client sending ``X-Auth-Token`` (a callable is asked
-    for the token at each request, e.g. a keystoneauth1 session's)."""
-
-    def __init__(self, url: str, token, microversion: str = '2.91') -> None:
-        super().__init__(url, microversion)
-        self.token = token
-
-    def request(self, method: str, path: str, body=None,
-                raw: bytes | None = None) -> tuple[int, dict | None]:
-        data = raw if raw is not None else (
-            json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data,
-                                     method=method)
-        req.add_header('Content-Type', 'application/json')
-        req.add_header('OpenStack-API-Version',
-                       'compute %s' % self.microversion)
-        token = self.token() if callable(self.token) else self.token
-        if token:
-            req.add_header('X-Auth-Token', token)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                payload, status = resp.read(), resp.status
-        except urllib.error.HTTPError as e:
-            payload, status = e.read(), e.code
-        try:
-            return status, (json.loads(payload) if payload else None)
-        except ValueError:
-            return status, {'raw': payload.decode(errors='replace')}
+from tests.harness.client import Client
 
 
 # The harness's hosts (tests/functional/conftest.py make_aio).
@@ -58,8 +24,8 @@ def not_found(status: int, body) -> None:
     assert list(body) == ['itemNotFound'], body
 
 
-def check_rules(member_a: TokenClient, member_b: TokenClient,
-                admin: TokenClient, image: str, project_a: str) -> None:
+def check_rules(member_a: Client, member_b: Client,
+                admin: Client, image: str, project_a: str) -> None:
     """A's member owns a server; B's member can neither see nor touch it;
     a member is refused the admin actions; the admin can do all of it; no
     refused request changes anything."""

@@ -3,12 +3,8 @@ libvirt (``test:///default`` for the fast tier, ``qemu:///system`` for the
 slow one), real qcow2 files, the REST API on a free port."""
 
 import concurrent.futures
-import json
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 from oslo_config import cfg
@@ -19,6 +15,7 @@ from lifecycle.conf import CONF
 from tests.functional.ceph_fixture import ceph_cluster  # noqa: F401
 from tests.functional.glance_fixture import glance_server  # noqa: F401
 from tests.functional.guest_fixture import counting_guest  # noqa: F401
+from tests.harness.client import Client
 
 pytest.importorskip('libvirt')
 
@@ -99,88 +96,6 @@ def _stop(aio: aio_cmd.AllInOne) -> None:
         for future in [pool.submit(svc.stop) for svc in computes]:
             future.result()
     aio.stop()
-
-
-class Client:
-    """Just enough HTTP for the tests: JSON in, (status, JSON) out."""
-
-    def __init__(self, url: str, microversion: str = '2.91') -> None:
-        self.url = url
-        self.microversion = microversion
-
-    def request(self, method: str, path: str, body=None,
-                raw: bytes | None = None) -> tuple[int, dict | None]:
-        data = raw if raw is not None else (
-            json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data,
-                                     method=method)
-        req.add_header('Content-Type', 'application/json')
-        req.add_header('OpenStack-API-Version',
-                       'compute %s' % self.microversion)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                payload = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            payload = e.read()
-            status = e.code
-        return status, (json.loads(payload) if payload else None)
-
-    def server(self, server_id: str) -> dict:
-        status, body = self.request('GET', '/servers/%s' % server_id)
-        assert status == 200, body
-        return body['server']
-
-    def action(self, server_id: str, body: dict) -> tuple[int, dict | None]:
-        return self.request('POST', '/servers/%s/action' % server_id, body)
-
-    def settle(self, server_id: str, timeout: float = 30) -> dict:
-        """The server once no task runs on it, whatever its status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            server = self.server(server_id)
-            if server['OS-EXT-STS:task_state'] is None:
-                return server
-            assert time.monotonic() < deadline, server
-            time.sleep(0.02)
-
-    def wait(self, server_id: str, status: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            server = self.server(server_id)
-            if (server['status'] == status and
-                    server['OS-EXT-STS:task_state'] is None):
-                return server
-            if server['status'] == 'ERROR' and status != 'ERROR':
-                raise AssertionError('server went to ERROR: %s' %
-                                     server.get('fault'))
-            if time.monotonic() > deadline:
-                raise AssertionError('server %s still %s/%s, wanted %s' % (
-                    server_id, server['status'],
-                    server['OS-EXT-STS:task_state'], status))
-            time.sleep(0.05)
-
-    def boot(self, name: str = 'vm', flavor: str = '1',
-             image: str | None = None, host: str | None = None) -> str:
-        body = {'name': name, 'flavorRef': flavor, 'networks': 'none',
-                'imageRef': image or self.default_image}
-        if host:
-            body['host'] = host
-        status, resp = self.request('POST', '/servers', {'server': body})
-        assert status == 202, resp
-        return resp['server']['id']
-
-    @property
-    def default_image(self) -> str:
-        status, body = self.request('GET', '/images')
-        assert status == 200, body
-        return body['images'][0]['id']
-
-    def hypervisor(self, host: str) -> dict:
-        status, body = self.request('GET', '/os-hypervisors/detail')
-        assert status == 200, body
-        return next(h for h in body['hypervisors']
-                    if h['hypervisor_hostname'] == host)
 
 
 @pytest.fixture

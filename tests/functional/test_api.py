@@ -3,11 +3,11 @@ all-in-one on libvirt's test driver, and raw HTTP for every error code.
 After each refused request the server is checked to be exactly as before."""
 
 import json
-import urllib.error
-import urllib.request
 
 import openstack
 import pytest
+
+from tests.harness.client import Client
 
 MISSING = '7d6a4a4e-0b5c-4a77-9e4b-0123456789ab'
 
@@ -22,15 +22,10 @@ def conn(aio):
 
 def raw(url: str, method: str = 'GET', data: bytes | None = None,
         headers: dict | None = None):
-    """(status, headers, JSON body or None) of one request."""
-    req = urllib.request.Request(url, data=data, method=method)
-    for key, value in (headers or {}).items():
-        req.add_header(key, value)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, head, payload = resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        status, head, payload = e.code, e.headers, e.read()
+    """(status, headers, JSON body or None) of one request, with no version
+    header but those given."""
+    status, head, payload = Client(url, microversion=None).send(
+        method, '', data, headers)
     return status, head, json.loads(payload) if payload else None
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from oslo_utils import uuidutils
 
-from tests.functional.auth_checks import TokenClient
+from tests.harness.client import Client
 from tests.functional.conftest import disk_of
 from tests.functional.conftest import qemu_io
 
@@ -92,9 +92,9 @@ def test_full_offload_image_belongs_to_the_instance_project(
     snapshot, not the service's (this Glance's unauthenticated context has
     no project: without an owner sent the image would have none)."""
     project = uuidutils.generate_uuid(dashed=False)
-    member = TokenClient(aio.url, 'demo:%s' % project)
+    member = Client(aio.url, token='demo:%s' % project)
     # An admin of that project boots on a given host; the member shelves.
-    admin = TokenClient(aio.url, 'admin:%s' % project)
+    admin = Client(aio.url, token='admin:%s' % project)
     server_id = admin.boot('owned-vm', image=member.default_image,
                            host='host-a1')
     admin.wait(server_id, 'ACTIVE')

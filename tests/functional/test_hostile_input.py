@@ -13,6 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from lifecycle.virt import domain_xml
+from tests.harness.client import Client
 
 pytestmark = pytest.mark.slow
 
@@ -124,15 +125,9 @@ def test_raw_bytes(deployment, raw, path):
 
 
 def _raw(client, path, raw):
-    import urllib.error
-    import urllib.request
-    req = urllib.request.Request(client.url + path, data=raw, method='POST',
-                                 headers={'Content-Type': 'application/json'})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, _headers, answer = Client(client.url, microversion=None).send(
+        'POST', path, raw, {'Content-Type': 'application/json'}, timeout=30)
+    return status, answer
 
 
 @SETTINGS

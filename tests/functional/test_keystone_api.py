@@ -17,6 +17,7 @@ from lifecycle.conf import CONF
 from tests.functional import auth_checks
 from tests.functional.glance_fixture import free_port
 from tests.functional import keystone_fixture
+from tests.harness.client import Client
 
 
 keystone = keystone_fixture.keystone
@@ -43,7 +44,7 @@ def cloud(keystone, make_aio):
 
 
 def _client(aio, conn):
-    return auth_checks.TokenClient(aio.url, conn.session.get_token)
+    return Client(aio.url, token=conn.session.get_token)
 
 
 def test_isolation_and_policy_with_keystone(cloud):
@@ -78,19 +79,19 @@ def test_openstacksdk_member_sees_only_its_project(cloud):
 
 def test_bad_revoked_and_expired_tokens_are_401(cloud):
     keystone, aio, conns = cloud
-    status, body = auth_checks.TokenClient(aio.url, 'garbage').request(
+    status, body = Client(aio.url, token='garbage').request(
         'GET', '/servers')
     assert status == 401, body
-    status, body = auth_checks.TokenClient(aio.url, None).request(
+    status, body = Client(aio.url, token=None).request(
         'GET', '/servers')
     assert status == 401, body
     # Revoked: the token of a session that then logs out.
     member = keystone.connect('member-a')
     token = member.session.get_token()
-    assert auth_checks.TokenClient(aio.url, token).request(
+    assert Client(aio.url, token=token).request(
         'GET', '/servers')[0] == 200
     member.identity.delete('/auth/tokens', headers={'X-Subject-Token': token})
-    assert auth_checks.TokenClient(aio.url, token).request(
+    assert Client(aio.url, token=token).request(
         'GET', '/servers')[0] == 401
     member.close()
     # Expired: a token of an application credential that expires in 3 s
@@ -109,16 +110,16 @@ def test_bad_revoked_and_expired_tokens_are_401(cloud):
         'application_credential_id': cred.id,
         'application_credential_secret': cred.secret})
     token = short.session.get_token()
-    assert auth_checks.TokenClient(aio.url, token).request(
+    assert Client(aio.url, token=token).request(
         'GET', '/servers')[0] == 200
     time.sleep(4)
-    assert auth_checks.TokenClient(aio.url, token).request(
+    assert Client(aio.url, token=token).request(
         'GET', '/servers')[0] == 401
     short.close()
     member.close()
     del admin
     # The version documents need no token.
-    assert auth_checks.TokenClient(aio.url.rsplit('/', 1)[0], None).request(
+    assert Client(aio.url.rsplit('/', 1)[0], token=None).request(
         'GET', '/')[0] == 200
 
 
@@ -198,7 +199,7 @@ def test_openstack_client_through_the_catalog(keystone, make_aio,
         _ok(_openstack(keystone, 'member-a', 'server', 'shelve', server_id))
         _wait(keystone, 'admin', server_id, 'SHELVED_OFFLOADED')
         # (the client does not show the project's own attribute)
-        as_admin = auth_checks.TokenClient(aio.url, admin.session.get_token)
+        as_admin = Client(aio.url, token=admin.session.get_token)
         host = as_admin.server(server_id)['lifecycle:retained_disk']['host']
         refused = _openstack(keystone, 'member-a', 'server', 'unshelve',
                              '--host', host, server_id)

@@ -47,7 +47,7 @@ from tests.conftest import tcp_reachable
 
 libvirt = pytest.importorskip('libvirt')
 
-from tests.functional.conftest import Client  # noqa: E402
+from tests.harness.client import Client  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.functional import auth_checks
+from tests.harness.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,8 +65,8 @@ def test_policy_override_applies_on_sighup(make_deployment, database_server,
                        **keep_shelved},
                'conductor': keep_shelved, 'host-p1': keep_shelved})
     api = deployment.processes['api']
-    admin = auth_checks.TokenClient(deployment.url, None)
-    member = auth_checks.TokenClient(deployment.url, 'alice:project-p')
+    admin = Client(deployment.url, token=None)
+    member = Client(deployment.url, token='alice:project-p')
     assert admin.request('POST', '/flavors', {'flavor': FLAVOR})[0] == 200
 
     server_id = member.boot('policy', flavor=FLAVOR['id'],

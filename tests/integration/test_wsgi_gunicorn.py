@@ -15,12 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from tests.functional import auth_checks
+from tests.harness.client import Client
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.conftest import _die_with_parent
 from tests.integration.conftest import _write_conf
@@ -41,14 +40,14 @@ def _free_port() -> int:
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
+    """(status, body) of a GET with only ``headers``; (0, b'') while
+    nothing answers."""
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        status, _headers, body = Client(url, microversion=None).send(
+            'GET', '', headers=headers, timeout=30)
     except OSError:
         return 0, b''
+    return status, body
 
 
 class Gunicorn:
@@ -118,15 +117,15 @@ def gunicorn_api(make_deployment, database_server):
 def test_gunicorn_serves_the_api(gunicorn_api):
     deployment, server = gunicorn_api
     url = server.root + '/v2.1'
-    admin = auth_checks.TokenClient(url, None)
+    admin = Client(url, token=None)
     auth_checks.check_rules(
-        auth_checks.TokenClient(url, 'alice:project-a'),
-        auth_checks.TokenClient(url, 'bob:project-b'), admin,
+        Client(url, token='alice:project-a'),
+        Client(url, token='bob:project-b'), admin,
         deployment.image_id, 'project-a')
     # What the workers serve is the deployment's: the embedded API of
     # lifecycle-api sees the flavor the admin created through gunicorn.
-    status, body = auth_checks.TokenClient(
-        deployment.url, None).request('GET', '/flavors')
+    status, body = Client(
+        deployment.url, token=None).request('GET', '/flavors')
     assert status == 200, body
     assert 'admin-made' in [f['name'] for f in body['flavors']]
 
@@ -138,8 +137,8 @@ def test_gunicorn_healthcheck_and_links_behind_a_tls_proxy(gunicorn_api):
     assert status == 200, body
     assert json.loads(body) == {'detailed': False, 'reasons': []}
 
-    member = auth_checks.TokenClient(server.root + '/v2.1',
-                                     'alice:project-l')
+    member = Client(server.root + '/v2.1',
+                                     token='alice:project-l')
     server_id = member.boot('links', image=deployment.image_id)
     member.wait(server_id, 'ACTIVE')
     proxied = {'X-Auth-Token': 'alice:project-l',
