@@ -83,7 +83,7 @@ import pytest
 from oslo_config import cfg
 
 from tests.conftest import require
-from tests.functional import venvs
+from tests.harness import venvs
 from tests.conftest import tcp_reachable
 from tests.functional.cinder_responder import NovaResponder
 from tests.functional.glance_fixture import free_port
@@ -194,7 +194,7 @@ done
 
 def build_venv() -> tuple[str | None, str | None]:
     """(python of the Cinder virtualenv, None) or (None, why not); built
-    once (tests/functional/venvs.py)."""
+    once (tests/harness/venvs.py)."""
     key = venvs.requirements_key('cinder', CINDER_VERSION,
                                  REQUIREMENTS)
     return venvs.build_venv(VENV_ROOT, key, REQUIREMENTS)

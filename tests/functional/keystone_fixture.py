@@ -41,7 +41,7 @@ import uuid
 import pytest
 
 from tests.conftest import require
-from tests.functional import venvs
+from tests.harness import venvs
 from tests.functional.glance_fixture import free_port
 
 # keystone 28.0.0 is the 2025.2 release, the one of the Cinder (29.0.0)

@@ -6,7 +6,6 @@ CI=true)."""
 import os
 import threading
 import time
-import urllib.parse
 import uuid
 
 import oslo_messaging as messaging
@@ -15,11 +14,10 @@ import pytest
 from lifecycle import notifications
 from lifecycle.conf import CONF
 from tests.conftest import require
-from tests.conftest import tcp_reachable
 from tests.functional.conftest import disk_of
+from tests.harness.rabbit import RABBIT_URL
+from tests.harness.rabbit import rabbit_usable
 
-RABBIT_URL = os.environ.get('LIFECYCLE_TEST_RABBIT_URL',
-                            'rabbit://guest:guest@127.0.0.1:5672/')
 
 CYCLE = ['instance.create.start', 'instance.create.end',
          'instance.shelve.start', 'instance.shelve.end',
@@ -308,22 +306,8 @@ def test_off_by_default(make_aio, client_for, listen):
     assert collector.events == []
 
 
-def _rabbit_usable(url: str) -> bool:
-    import kombu
-    parsed = urllib.parse.urlsplit(url)
-    if not tcp_reachable(parsed.hostname, parsed.port or 5672):
-        return False
-    try:
-        with kombu.Connection(url.replace('rabbit://', 'amqp://', 1),
-                              connect_timeout=5) as conn:
-            conn.connect()
-        return True
-    except Exception:  # any failure means "not usable"
-        return False
-
-
 def test_cycle_on_rabbitmq(make_aio, client_for, listen):
-    require(_rabbit_usable(RABBIT_URL), 'RabbitMQ at %s' % RABBIT_URL)
+    require(rabbit_usable(RABBIT_URL), 'RabbitMQ at %s' % RABBIT_URL)
     topic = 'lc-notify-%s' % uuid.uuid4().hex[:8]
     # RPC stays in-process (fake://); notifications go through RabbitMQ,
     # on a topic of this test only, to queues deleted after it.

@@ -16,7 +16,7 @@ a line: exits 0 without having started anything.
 Only the imports are done ahead: the configuration is read, the logging set
 up, the database, the message bus and libvirt are reached by the service
 itself once it is told to start, as in a cold start. See
-:class:`tests.integration.conftest.Standbys`.
+:class:`tests.harness.deployment.Standbys`.
 """
 
 import ast

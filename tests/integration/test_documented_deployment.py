@@ -35,8 +35,8 @@ import pytest
 
 from lifecycle.image import local as local_image
 from tests.conftest import live_domain
-from tests.integration.conftest import DatabaseServer
-from tests.integration.conftest import ServiceProcess
+from tests.harness.deployment import DatabaseServer
+from tests.harness.deployment import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -42,7 +42,7 @@ from lifecycle.db import api as db_api
 from lifecycle.flows import faults
 from tests.conftest import live_domain
 from tests.functional.conftest import qemu_io
-from tests.integration.conftest import DatabaseServer
+from tests.harness.deployment import DatabaseServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -33,9 +33,9 @@ from lifecycle.db import api as db_api
 from lifecycle.flows import faults
 from tests.functional.conftest import Client
 from tests.functional.conftest import qemu_io
-from tests.integration.conftest import DatabaseServer
-from tests.integration.conftest import ServiceProcess
-from tests.integration.conftest import _write_conf
+from tests.harness.deployment import DatabaseServer
+from tests.harness.deployment import ServiceProcess
+from tests.harness.deployment import write_conf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ class AllInOne:
         self.state_dir = state_dir
         self.log_dir = log_dir
         self.url_db = 'sqlite:///%s' % os.path.join(state_dir, 'aio.sqlite')
-        self.conf = _write_conf(os.path.join(log_dir, 'aio.conf'), {
+        self.conf = write_conf(os.path.join(log_dir, 'aio.conf'), {
             'DEFAULT': {'transport_url': 'fake://', 'shutdown_timeout': 0,
                         'shelved_offload_time': 0,
                         'stuck_task_timeout': 1800},

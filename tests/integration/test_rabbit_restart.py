@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from lifecycle.db import api as db_api
 from tests.conftest import require
-from tests.integration.conftest import DatabaseServer
+from tests.harness.deployment import DatabaseServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from tests.integration.conftest import DatabaseServer
-from tests.integration.conftest import without_mounts
+from tests.harness.deployment import DatabaseServer
+from tests.harness.deployment import without_mounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

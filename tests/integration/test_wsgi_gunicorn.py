@@ -20,9 +20,9 @@ import pytest
 
 from tests.functional import auth_checks
 from tests.harness.client import Client
-from tests.integration.conftest import REPO_ROOT
-from tests.integration.conftest import _die_with_parent
-from tests.integration.conftest import _write_conf
+from tests.harness.deployment import REPO_ROOT
+from tests.harness.deployment import die_with_parent
+from tests.harness.deployment import write_conf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,7 +55,7 @@ class Gunicorn:
 
     def __init__(self, deployment) -> None:
         self.log_path = os.path.join(deployment.log_dir, 'gunicorn.log')
-        proxy_conf = _write_conf(
+        proxy_conf = write_conf(
             os.path.join(deployment.log_dir, 'behind-proxy.conf'),
             {'oslo_middleware': {'enable_proxy_headers_parsing': 'true'}})
         port = _free_port()
@@ -70,7 +70,7 @@ class Gunicorn:
              '--graceful-timeout', '10', 'lifecycle.wsgi.api:application'],
             stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
-            preexec_fn=_die_with_parent)
+            preexec_fn=die_with_parent)
 
     def log(self) -> str:
         with open(self.log_path, errors='replace') as f:

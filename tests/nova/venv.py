@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 from tests.conftest import require
-from tests.functional import venvs
+from tests.harness import venvs
 
 #: The Nova release the plugin and the filter are tested against.
 NOVA_VERSION = '34.0.0'
@@ -52,7 +52,7 @@ def _fix_test_config(venv: str) -> None:
 
 def build_venv() -> tuple[str | None, str | None]:
     """Return (python path, None) or (None, reason): built once, under the
-    lock of :mod:`tests.functional.venvs` (shared with the Glance, Cinder
+    lock of :mod:`tests.harness.venvs` (shared with the Glance, Cinder
     and Keystone venvs' builder)."""
     python, reason = venvs.build_venv(VENV_ROOT, requirements_key(),
                                       ('-r', REQUIREMENTS))

@@ -1,24 +1,24 @@
 """The real Glance of the functional tests (glance under gunicorn, noauth,
 SQLite, file store), reused for the full-offload baseline: the virtualenv
-from ``tests.functional.glance_fixture.build_venv`` (built once, cached
+from ``tests.harness.glance.build_venv`` (built once, cached
 under /var/tmp) and its :class:`GlanceServer`."""
 
 import os
 import subprocess
 
-from tests.functional import glance_fixture
+from tests.harness import glance as glance_harness
 
 
 class RunningGlance:
     def __init__(self, workdir: str) -> None:
         python = os.environ.get('LIFECYCLE_GLANCE_PYTHON')
         if not python:
-            python, reason = glance_fixture.build_venv()
+            python, reason = glance_harness.build_venv()
             if python is None:
                 raise RuntimeError('cannot build the Glance virtualenv: %s'
                                    % reason)
         os.makedirs(workdir, exist_ok=True)
-        self.server = glance_fixture.GlanceServer(python, workdir)
+        self.server = glance_harness.GlanceServer(python, workdir)
         self.server.configure()
         self.server.db_sync()
         self.server.start()

@@ -1,6 +1,6 @@
 """Hibernate-shelve against the other ways back, side by side in one run.
 
-For each guest RAM size, the counting guest (tests/functional/guest_fixture)
+For each guest RAM size, the counting guest (tests/harness/guest.py)
 is booted through the API by direct kernel boot and then, in turn:
 
 * ``hibernate``: ``{"shelve": {"lifecycle:keep_memory": true}}`` and an
@@ -27,7 +27,7 @@ import time
 
 from lifecycle.conf import CONF
 from lifecycle.image import local
-from tests.functional import guest_fixture
+from tests.harness import guest as guest_harness
 from tools.bench import aio as bench_aio
 from tools.bench import common
 
@@ -40,9 +40,9 @@ def _console_line(server_id: str, after: float, timeout: float = 300,
                   boot: str | None = None) -> tuple[float, tuple]:
     """Seconds from ``after`` to the first counter line (of boot ``boot``
     when given), and that line."""
-    console = guest_fixture.SerialConsole(URI, server_id)
+    console = guest_harness.SerialConsole(URI, server_id)
     try:
-        match = console.wait_for(guest_fixture.COUNT_RE, timeout)
+        match = console.wait_for(guest_harness.COUNT_RE, timeout)
         line = (int(match.group(1)), float(match.group(2)), match.group(3))
         return time.monotonic() - after, line
     finally:
@@ -121,14 +121,14 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default='doc/benchmarks/hibernate')
     parser.add_argument('--ram', type=int, nargs='+', default=[256, 1024])
     args = parser.parse_args(argv)
-    path, why = guest_fixture.build()
+    path, why = guest_harness.build()
     if path is None:
         print('counting guest: %s' % why, file=sys.stderr)
         return 1
     kernel = os.path.join(path, 'vmlinuz')
     initrd = os.path.join(path, 'initrd.img')
-    kvm, _ = guest_fixture._kvm_boots(kernel, initrd)
-    guest = guest_fixture.CountingGuest(kernel, initrd, guest_fixture.CMDLINE,
+    kvm, _ = guest_harness.kvm_boots(kernel, initrd)
+    guest = guest_harness.CountingGuest(kernel, initrd, guest_harness.CMDLINE,
                                         'kvm' if kvm else 'qemu', '')
     work = tempfile.mkdtemp(prefix='bench-hibernate-', dir='/var/tmp')
     os.chmod(work, 0o755)

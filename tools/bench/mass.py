@@ -441,9 +441,9 @@ def _conductor_counts(log_path: str) -> dict:
 def run_multiprocess(opts) -> dict:
     # Imported here: the integration harness needs pytest, kombu and
     # SQLAlchemy's PostgreSQL driver, which only this deployment uses.
-    from tests.integration import conftest as it
+    from tests.harness import deployment as it
 
-    if not it._rabbit_usable(it.RABBIT_URL):
+    if not it.rabbit_usable(it.RABBIT_URL):
         raise RuntimeError('RabbitMQ at %s is not usable' % it.RABBIT_URL)
 
     class Deployment(it.Deployment):

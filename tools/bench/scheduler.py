@@ -303,7 +303,7 @@ def _cold_load_ms(db) -> float:
 def _databases(opts, work: str):
     yield 'sqlite', 'sqlite:///%s' % os.path.join(work, 'sched.sqlite'), None
     if opts.postgresql:
-        from tests.integration import conftest as it
+        from tests.harness import deployment as it
         server = it.DatabaseServer('postgresql')
         try:
             yield 'postgresql', server.create(), server
