@@ -14,10 +14,10 @@ cd "$ROOT"
 
 bash tools/setup.sh
 
-echo "run-tests: ruff check lifecycle filters tests"
-if ! .venv/bin/ruff check --no-cache lifecycle filters tests; then
+echo "run-tests: ruff check lifecycle filters tests tools"
+if ! .venv/bin/ruff check --no-cache lifecycle filters tests tools; then
     echo "run-tests: FAILED: lint errors (see above; many are fixed by" \
-         "'.venv/bin/ruff check --fix lifecycle filters tests')" >&2
+         "'.venv/bin/ruff check --fix lifecycle filters tests tools')" >&2
     exit 1
 fi
 
