@@ -7,8 +7,9 @@ UPDATEs checked by row count: the task_state compare-and-swap of
 :meth:`Database.instance_update` and the capacity claim of
 :meth:`Database.claim`. They behave the same on SQLite, PostgreSQL and MariaDB.
 
-The queries live in one module per area (``hosts``, ``aggregates``,
-``instances``), mixed into :class:`Database`.
+The queries live in one module per area (``flavors``, ``hosts`` with the
+claims, ``aggregates``, ``instances``, ``requests``), mixed into
+:class:`Database`.
 """
 
 import contextlib
