@@ -15,7 +15,7 @@ Two deployments:
   scheduling retries and faults come from ``ConductorManager.stats``;
 * **multi-process**: ``lifecycle-api``, ``lifecycle-conductor`` and one
   ``lifecycle-compute`` per host as separate processes over RabbitMQ and a
-  fresh PostgreSQL database, started by ``tests/integration/conftest.py``'s
+  fresh PostgreSQL database, started by ``tests/harness/deployment.py``'s
   ``Deployment`` (unique ``rpc_topic_prefix``, own database, dropped at the
   end); retries are counted from the conductor's log (``Retrying instance``
   debug lines, one per failed claim), the only process run with debug
