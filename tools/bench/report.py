@@ -467,7 +467,13 @@ def write_markdown(results: dict, path: str,
           '|---|---|---|---|']
     loads = results.get('load_average', {})
     runs = results.get('section_runs', {})
-    for name, seconds in results['runtimes_seconds'].items():
+    # In the sections' own order (a run and a results.json read back keep
+    # their keys in different orders), the total last.
+    order = ('latency', 'mass', 'storage', 'scheduler', 'total')
+    for name, seconds in sorted(
+            results['runtimes_seconds'].items(),
+            key=lambda kv: (order.index(kv[0]) if kv[0] in order
+                            else len(order) - 1, kv[0])):
         load = loads.get(name)
         L.append('| %s | %s | %.0f | %s |' % (
             name, runs.get(name, {}).get('started_at', ''), seconds,
