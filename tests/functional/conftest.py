@@ -59,17 +59,28 @@ def make_aio(qemu_dir):
         return aio
 
     yield make
+    errors = []
     for aio in started:
-        # A failed test must not leave guests running on the real libvirtd.
-        for host in aio.hosts:
-            for instance_uuid in aio.driver.list_instance_uuids(host):
-                aio.driver.undefine(instance_uuid)
-        _stop(aio)
+        try:
+            # A failed test must not leave guests running on the real
+            # libvirtd.
+            for host in aio.hosts:
+                for instance_uuid in aio.driver.list_instance_uuids(host):
+                    try:
+                        aio.driver.undefine(instance_uuid)
+                    except Exception as e:  # reported below, after the stop
+                        errors.append(e)
+        finally:
+            # Whatever failed above: an all-in-one left running takes the
+            # next tests' fake:// messages (one exchange per process).
+            _stop(aio)
     for group, name in touched:
         try:
             CONF.clear_override(name, group=group)
         except cfg.NoSuchOptError:
             pass
+    if errors:
+        raise errors[0]
 
 
 def _stop(aio: aio_cmd.AllInOne) -> None:
@@ -83,19 +94,28 @@ def _stop(aio: aio_cmd.AllInOne) -> None:
     still wait for a compute host's answer), then the compute hosts, which
     call no other service, all at once. ``stop`` ends the rest (transport,
     database)."""
+    errors = []
+
+    def stop(part) -> None:
+        try:
+            part.stop()
+        except Exception as e:  # the other parts still stop
+            errors.append(e)
+
     if aio.api is not None:
-        aio.api.stop()
+        stop(aio.api)
         aio.api = None
     services, aio.services = list(reversed(aio.services)), []
     computes = [svc for svc in services
                 if svc.topic.endswith(compute_rpcapi.TOPIC)]
     for svc in services:
         if svc not in computes:
-            svc.stop()
+            stop(svc)
     with concurrent.futures.ThreadPoolExecutor(max(len(computes), 1)) as pool:
-        for future in [pool.submit(svc.stop) for svc in computes]:
-            future.result()
+        list(pool.map(stop, computes))
     aio.stop()
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
