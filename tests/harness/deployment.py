@@ -361,12 +361,13 @@ class Deployment:
         return process
 
     def start(self, *, extra: dict[str, dict] | None = None,
-              wrappers: dict[str, list[str]] | None = None
-              ) -> 'Deployment':
+              wrappers: dict[str, list[str]] | None = None,
+              wave: int | None = None) -> 'Deployment':
         """db sync, the services, the image and the storage groups;
         ``extra`` adds config sections and ``wrappers`` a wrapper command
         (:func:`without_mounts`) per service name (``conductor``, ``api``
-        or a host)."""
+        or a host). ``wave``: start the computes that many at a time, each
+        wave ready before the next (all at once by default)."""
         extra = extra or {}
         wrappers = wrappers or {}
 
@@ -385,12 +386,18 @@ class Deployment:
                               wrapper=wrappers.get('conductor')),
                    self.spawn('api', 'api', conf('api', {}) or None,
                               wrapper=wrappers.get('api'))]
-        for host, group in self.hosts.items():
-            started.append(self.spawn(host, 'compute', conf(host, {
-                'DEFAULT': {
-                    'host': host,
-                    'instances_path': self._mkdir('storage', group)}}),
-                wrapper=wrappers.get(host)))
+        hosts = list(self.hosts.items())
+        wave = wave or len(hosts) or 1
+        for first in range(0, len(hosts), wave):
+            if first:
+                for process in started:
+                    process.wait_ready()
+            for host, group in hosts[first:first + wave]:
+                started.append(self.spawn(host, 'compute', conf(host, {
+                    'DEFAULT': {
+                        'host': host,
+                        'instances_path': self._mkdir('storage', group)}}),
+                    wrapper=wrappers.get(host)))
         for process in started:
             where = process.wait_ready()
             if process.name == 'api':

@@ -60,14 +60,27 @@ WAVE = 20
 POOLS = {'compute': {'max_pool_size': 1, 'max_overflow': 2},
          'api': {'max_pool_size': 4, 'max_overflow': 4},
          'conductor': {'max_pool_size': 4, 'max_overflow': 4}}
+# The large burst: 100 computes x 1 + 2 x 8 = 116 connections, over
+# PostgreSQL's default 100 and under MariaDB's default max_connections
+# (151), so it runs on MariaDB; a compute waits for its one connection
+# rather than opening more.
+# Computes report every 10 s (the option's default) instead of the
+# harness's 2 s: 100 heartbeats every 2 s would be load of their own.
+LARGE = {'instances': 1000, 'hosts': 100, 'groups': 5,
+         'database': 'mysql', 'report_interval': 10}
+LARGE_POOLS = dict(POOLS, compute={'max_pool_size': 1, 'max_overflow': 0})
+# Computes started (and waited ready) this many at a time: 100 interpreters
+# starting at once on two cores would each take minutes.
+START_WAVE = 10
 
 
-def host_map(hosts: int) -> dict[str, str]:
-    """``hosts`` hosts, half in group-a, half in group-b."""
-    half = hosts // 2
+def host_map(hosts: int, groups: int = 2) -> dict[str, str]:
+    """``hosts`` hosts shared out over ``groups`` storage groups (group-a,
+    group-b, ...; the first groups take the remainder)."""
+    letters = 'abcdefghijklmnopqrstuvwxyz'[:groups]
     return {'host-%s%02d' % (g, i): 'group-%s' % g
-            for g, count in (('a', half), ('b', hosts - half))
-            for i in range(1, count + 1)}
+            for n, g in enumerate(letters)
+            for i in range(1, hosts // groups + (n < hosts % groups) + 1)}
 
 
 def _parallel(fn, items, workers=32):
@@ -408,12 +421,19 @@ def _count_in_logs(log_dir: str, needle: str) -> int:
     return count
 
 
-def _pg_max_connections(url: str) -> int | None:
+_DATABASE_NAMES = {'postgresql': 'PostgreSQL', 'mysql': 'MariaDB'}
+
+
+def _max_connections(url: str) -> int | None:
     import sqlalchemy as sa
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.exec_driver_sql('SHOW max_connections').scalar())
+            if engine.dialect.name == 'postgresql':
+                return int(conn.exec_driver_sql(
+                    'SHOW max_connections').scalar())
+            return int(conn.exec_driver_sql(
+                'SELECT @@max_connections').scalar())
     except Exception:
         return None
     finally:
@@ -438,9 +458,15 @@ def _conductor_counts(log_path: str) -> dict:
     return dict(counts)
 
 
-def run_multiprocess(opts) -> dict:
+def run_multiprocess(opts, instances: int, hosts: dict[str, str],
+                     database: str = 'postgresql', pools: dict = POOLS,
+                     label: str = 'multiprocess',
+                     report_interval: int | None = None) -> dict:
+    """``instances`` over ``hosts`` (host -> group), one process per
+    service, on RabbitMQ and a fresh database of the ``database`` server
+    (a name of ``tests.harness.deployment.DATABASE_SERVERS``)."""
     # Imported here: the integration harness needs pytest, kombu and
-    # SQLAlchemy's PostgreSQL driver, which only this deployment uses.
+    # SQLAlchemy's database drivers, which only this deployment uses.
     from tests.harness import deployment as it
 
     if not it.rabbit_usable(it.RABBIT_URL):
@@ -452,14 +478,16 @@ def run_multiprocess(opts) -> dict:
             # Debug logging only where the retries are counted.
             if command != 'conductor':
                 extra.setdefault('DEFAULT', {})['debug'] = 'false'
-            extra.setdefault('database', {}).update(POOLS[command])
+            extra.setdefault('database', {}).update(pools[command])
+            if command == 'compute' and report_interval:
+                extra.setdefault('compute', {})[
+                    'report_interval'] = report_interval
             return super().spawn(name, command, extra, env, wrapper)
 
     work = common.make_work_dir(opts.work_dir, 'mass-mp-')
     log_dir = common.make_work_dir(work, 'logs-')
-    dbs = it.DatabaseServer('postgresql')
+    dbs = it.DatabaseServer(database)
     deployment = None
-    hosts = host_map(opts.mass_hosts)
     try:
         url = dbs.create()
         deployment = Deployment(
@@ -469,7 +497,7 @@ def run_multiprocess(opts) -> dict:
             host_vcpus=SLOTS_PER_HOST,
             host_memory_mb=SLOTS_PER_HOST * FLAVOR['ram'])
         started = time.monotonic()
-        deployment.start()
+        deployment.start(wave=START_WAVE)
         start_seconds = time.monotonic() - started
         common.log('  %d processes ready in %.1f s',
                    len(deployment.processes), start_seconds)
@@ -477,7 +505,7 @@ def run_multiprocess(opts) -> dict:
         client = common.Client(deployment.url)
         pids = {name: deployment.processes[name].popen.pid
                 for name in ('api', 'conductor', 'host-a01')}
-        result = scenario(client, deployment.image_id, opts.mass_instances,
+        result = scenario(client, deployment.image_id, instances,
                           opts.op_timeout,
                           lambda: _conductor_counts(conductor_log), work,
                           lambda: [p.log_path for n, p in
@@ -485,19 +513,22 @@ def run_multiprocess(opts) -> dict:
                                    if n.startswith('host-')],
                           check=deployment.check_alive, profile_pids=pids,
                           profile_dir=opts.profile_dir,
-                          label='multiprocess',
+                          label=label,
                           cpu_pids=[p.popen.pid for p in
                                     deployment.processes.values()])
         result['processes'] = len(deployment.processes)
         result['start_seconds'] = start_seconds
-        result['postgresql_max_connections'] = _pg_max_connections(url)
-        result['db_connection_refusals_logged'] = _count_in_logs(
-            log_dir, 'too many clients')
+        result['database_max_connections'] = _max_connections(url)
+        result['database_connections'] = {
+            command: dict(pool) for command, pool in pools.items()}
+        result['db_connection_refusals_logged'] = (
+            _count_in_logs(log_dir, 'too many clients') +
+            _count_in_logs(log_dir, 'Too many connections'))
     except Exception:
         # Keep the service logs for the post-mortem (run.py keeps its
         # scratch directory when a section fails).
         shutil.copytree(log_dir, os.path.join(opts.log_dir,
-                                              'mass-multiprocess'),
+                                              'mass-' + label),
                         dirs_exist_ok=True)
         raise
     finally:
@@ -507,8 +538,8 @@ def run_multiprocess(opts) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     result.update(deployment='multi-process (lifecycle-api, '
                   'lifecycle-conductor, %d lifecycle-compute; RabbitMQ, '
-                  'PostgreSQL)' % len(hosts),
-                  hosts=len(hosts), groups=2,
+                  '%s)' % (len(hosts), _DATABASE_NAMES[database]),
+                  hosts=len(hosts), groups=len(set(hosts.values())),
                   host_capacity={'vcpus': SLOTS_PER_HOST,
                                  'memory_mb': SLOTS_PER_HOST * FLAVOR['ram']})
     return result
@@ -527,10 +558,40 @@ def run(opts) -> dict:
     section['runs']['aio'] = run_aio(opts)
     if opts.multiprocess:
         common.log('mass unshelve: multi-process (RabbitMQ + PostgreSQL)')
-        try:
-            section['runs']['multiprocess'] = run_multiprocess(opts)
-        except Exception as e:  # recorded, the other results still count
-            section['runs']['multiprocess'] = {
-                'error': str(e)[-2000:],
-                'logs': os.path.join(opts.log_dir, 'mass-multiprocess')}
+        section['runs']['multiprocess'] = _recorded(
+            opts, 'multiprocess', lambda: run_multiprocess(
+                opts, opts.mass_instances, host_map(opts.mass_hosts)))
+    return section
+
+
+def _recorded(opts, label: str, measure) -> dict:
+    try:
+        return measure()
+    except Exception as e:  # recorded, the other results still count
+        return {'error': str(e)[-2000:],
+                'logs': os.path.join(opts.log_dir, 'mass-' + label)}
+
+
+def run_large(opts) -> dict:
+    """The large burst (section ``mass_large``): ``LARGE`` instances over
+    its hosts and groups, multi-process only, beside its own physical
+    floor."""
+    instances, hosts = LARGE['instances'], LARGE['hosts']
+    section = {'instances': instances, 'hosts': hosts,
+               'groups': LARGE['groups'], 'libvirt_uri': 'test:///default',
+               'runs': {}}
+    common.log('mass unshelve, large: physical floor (%d define+start)',
+               instances)
+    section['floor'] = physical_floor(instances)
+    common.log('  floor: p99 %.3f s, all in %.3f s',
+               section['floor']['define_start']['p99'],
+               section['floor']['total_seconds'])
+    common.log('mass unshelve, large: %d instances, %d hosts, %d groups, '
+               'multi-process (RabbitMQ + %s)', instances, hosts,
+               LARGE['groups'], _DATABASE_NAMES[LARGE['database']])
+    label = 'multiprocess_%d' % instances
+    section['runs'][label] = _recorded(opts, label, lambda: run_multiprocess(
+        opts, instances, host_map(hosts, LARGE['groups']),
+        database=LARGE['database'], pools=LARGE_POOLS, label=label,
+        report_interval=LARGE['report_interval']))
     return section

@@ -64,10 +64,12 @@ def headline(results: dict, writes: dict | None = None) -> dict:
                      if s['full'] else None) for op in ('shelve', 'unshelve')}
             per_size.append(row)
         out['latency'] = per_size
-    mass = results['sections'].get('mass')
-    if mass:
+    mass_runs = {name: r for section in ('mass', 'mass_large')
+                 for name, r in results['sections'].get(
+                     section, {}).get('runs', {}).items()}
+    if mass_runs:
         out['mass'] = {}
-        for name, r in mass['runs'].items():
+        for name, r in mass_runs.items():
             if 'error' in r:
                 out['mass'][name] = {'error': r['error'][-300:]}
                 continue
@@ -216,6 +218,79 @@ def _mass_floor_md(floor: dict | None) -> str:
                 _s(d['p99'])))
 
 
+def _mass_md(mass: dict, title: str) -> list[str]:
+    """The lines of one mass-unshelve section."""
+    L = [title, '',
+         '%d instances (1 vCPU, 512 MiB) booted over %d hosts in %d '
+         'storage groups (12 such instances fit a host), shelved, then '
+         'unshelved at once (one request per instance, released by a '
+         'barrier, from a separate client process); libvirt test '
+         'driver. Per-instance latency: from its request to the '
+         'compute host\'s "unshelved" log line, written right after '
+         'the commit that makes it ACTIVE (1 ms resolution); `GET '
+         '/servers/detail` is polled once a second only to see the '
+         'burst end and count faults (the polled p99 is in '
+         'results.json: `latency_polled`). Retries: claims that '
+         'failed and went to the next candidate host '
+         '(`ConductorManager.stats`, or the conductor\'s "Retrying '
+         'instance" log lines in multi-process).' % (
+             mass['instances'], mass['hosts'], mass.get('groups', 2)),
+         '', _mass_floor_md(mass.get('floor')), '',
+         '| deployment | total s | per instance p50 / p99 s | API '
+         'answered the request p50 / p99 s | retries | over capacity '
+         '| unshelved | on original host | write transactions per '
+         'unshelve |', '|---|---|---|---|---|---|---|---|---|']
+    for name, r in mass['runs'].items():
+        if 'error' in r:
+            L.append('| %s | failed: %s | | | | | | | |' % (
+                name, r['error'].replace('\n', ' ')[:300]))
+            continue
+        writes = r.get('write_transactions_per_unshelve')
+        L.append('| %s | %s | %s / %s | %s / %s | %d (%s%%) | %d | '
+                 '%d/%d | %d | %s |' % (
+                     r['deployment'], _s(r['total_seconds'], 2),
+                     _s(r['latency']['median'], 2),
+                     _s(r['latency']['p99'], 2),
+                     _s(r['request_answered']['median'], 2),
+                     _s(r['request_answered']['p99'], 2),
+                     r['claim_retries'], _s(r['claim_retries_pct'], 2),
+                     r['hosts_over_capacity'], r['unshelved'],
+                     r['instances'], r['back_on_original_host'],
+                     'not counted' if writes is None else writes))
+    L.append('')
+    for name, r in mass['runs'].items():
+        pools = r.get('database_connections')
+        if name == 'aio' or 'error' in r:
+            continue
+        if pools:
+            each = ', '.join('%s %d+%d' % (
+                command, pool['max_pool_size'], pool['max_overflow'])
+                for command, pool in sorted(pools.items()))
+        else:  # results of 2026-12-03 and before
+            each = 'compute 1+2, api 4+4, conductor 4+4'
+        L += ['%s: each service\'s `[database] max_pool_size` + '
+              '`max_overflow` (%s) keep the %d processes under the '
+              'database server\'s max_connections (%s here; SQLAlchemy\'s '
+              'default is 5+10 per process).' % (
+                  name, each, r.get('processes', 0),
+                  r.get('database_max_connections',
+                        r.get('postgresql_max_connections', '?'))), '']
+    for name, r in mass['runs'].items():
+        for proc, prof in (r.get('profile') or {}).get(
+                'processes', {}).items():
+            L += ['Profile of the %s process (%s; py-spy, %d samples '
+                  'during a second, profiled burst; [text](profiles/%s))'
+                  ', share of samples through:' % (
+                      proc, name, prof['samples'], prof['file']), '']
+            L += ['- %s%% %s' % (p['pct'], p['function'])
+                  for p in prof['inclusive'][:6]]
+            L += ['- leaf frames: ' + ', '.join(
+                '%s %s%%' % (p['function'].split(' (')[0], p['pct'])
+                for p in prof['self'][:4])]
+            L.append('')
+    return L
+
+
 def write_markdown(results: dict, path: str,
                    writes: dict | None = None) -> None:
     """results.md; ``writes``: see :func:`read_writes`."""
@@ -309,67 +384,10 @@ def write_markdown(results: dict, path: str,
         if notes:
             L += ['Notes:', ''] + ['- %s' % n for n in notes] + ['']
 
-    mass = sec.get('mass')
-    if mass:
-        L += ['## 2. Mass unshelve', '',
-              '%d instances (1 vCPU, 512 MiB) booted over %d hosts in %d '
-              'storage groups (12 such instances fit a host), shelved, then '
-              'unshelved at once (one request per instance, released by a '
-              'barrier, from a separate client process); libvirt test '
-              'driver. Per-instance latency: from its request to the '
-              'compute host\'s "unshelved" log line, written right after '
-              'the commit that makes it ACTIVE (1 ms resolution); `GET '
-              '/servers/detail` is polled once a second only to see the '
-              'burst end and count faults (the polled p99 is in '
-              'results.json: `latency_polled`). Retries: claims that '
-              'failed and went to the next candidate host '
-              '(`ConductorManager.stats`, or the conductor\'s "Retrying '
-              'instance" log lines in multi-process).' % (
-                  mass['instances'], mass['hosts'], mass.get('groups', 2)),
-              '', _mass_floor_md(mass.get('floor')), '',
-              '| deployment | total s | per instance p50 / p99 s | API '
-              'answered the request p50 / p99 s | retries | over capacity '
-              '| unshelved | on original host | write transactions per '
-              'unshelve |', '|---|---|---|---|---|---|---|---|---|']
-        for name, r in mass['runs'].items():
-            if 'error' in r:
-                L.append('| %s | failed: %s | | | | | | | |' % (
-                    name, r['error'].replace('\n', ' ')[:300]))
-                continue
-            writes = r.get('write_transactions_per_unshelve')
-            L.append('| %s | %s | %s / %s | %s / %s | %d (%s%%) | %d | '
-                     '%d/%d | %d | %s |' % (
-                         r['deployment'], _s(r['total_seconds'], 2),
-                         _s(r['latency']['median'], 2),
-                         _s(r['latency']['p99'], 2),
-                         _s(r['request_answered']['median'], 2),
-                         _s(r['request_answered']['p99'], 2),
-                         r['claim_retries'], _s(r['claim_retries_pct'], 2),
-                         r['hosts_over_capacity'], r['unshelved'],
-                         r['instances'], r['back_on_original_host'],
-                         'not counted' if writes is None else writes))
-        L.append('')
-        mp = [r for n, r in mass['runs'].items() if n != 'aio']
-        if mp:
-            L += ['The separate services get `[database] max_pool_size`/'
-                  '`max_overflow` from `tools/bench/service.py` (computes '
-                  '1+2 connections, API and conductor 4+4): with '
-                  'SQLAlchemy\'s default 5+10 per process, 22 processes '
-                  'would exceed PostgreSQL\'s max_connections (%s here).' %
-                  mp[0].get('postgresql_max_connections', '?'), '']
-        for name, r in mass['runs'].items():
-            for proc, prof in (r.get('profile') or {}).get(
-                    'processes', {}).items():
-                L += ['Profile of the %s process (%s; py-spy, %d samples '
-                      'during a second, profiled burst; [text](profiles/%s))'
-                      ', share of samples through:' % (
-                          proc, name, prof['samples'], prof['file']), '']
-                L += ['- %s%% %s' % (p['pct'], p['function'])
-                      for p in prof['inclusive'][:6]]
-                L += ['- leaf frames: ' + ', '.join(
-                    '%s %s%%' % (p['function'].split(' (')[0], p['pct'])
-                    for p in prof['self'][:4])]
-                L.append('')
+    for section, title in (('mass', '## 2. Mass unshelve'),
+                           ('mass_large', '## 2b. Mass unshelve, large')):
+        if sec.get(section):
+            L += _mass_md(sec[section], title)
 
     sched = sec.get('scheduler')
     if sched:
@@ -469,7 +487,8 @@ def write_markdown(results: dict, path: str,
     runs = results.get('section_runs', {})
     # In the sections' own order (a run and a results.json read back keep
     # their keys in different orders), the total last.
-    order = ('latency', 'mass', 'storage', 'scheduler', 'total')
+    order = ('latency', 'mass', 'mass_large', 'storage', 'scheduler',
+             'total')
     for name, seconds in sorted(
             results['runtimes_seconds'].items(),
             key=lambda kv: (order.index(kv[0]) if kv[0] in order

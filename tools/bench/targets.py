@@ -221,21 +221,25 @@ def _profile_lines(profile: dict | None) -> list[str]:
     return lines
 
 
-def _mass_runs(mass: dict) -> dict:
-    """The section's runs by the target they measure."""
+MASS_SECTIONS = ('mass', 'mass_large')
+
+
+def _mass_runs(results: dict) -> dict:
+    """The mass sections' runs by the target they measure: (section,
+    run name, run, the section's results)."""
     found = {}
-    for name, run in mass.get('runs', {}).items():
-        instances = run.get('instances', mass.get('instances', 0))
-        key = ('aio' if name == 'aio' else 'multiprocess_1000'
-               if instances >= LARGE_BURST else 'multiprocess')
-        found.setdefault(key, (name, run))
+    for section in MASS_SECTIONS:
+        mass = results['sections'].get(section) or {}
+        for name, run in mass.get('runs', {}).items():
+            instances = run.get('instances', mass.get('instances', 0))
+            key = ('aio' if name == 'aio' else 'multiprocess_1000'
+                   if instances >= LARGE_BURST else 'multiprocess')
+            found.setdefault(key, (section, name, run, mass))
     return found
 
 
 def _mass(results: dict) -> list[dict]:
-    mass = results['sections'].get('mass')
-    runs = _mass_runs(mass) if mass else {}
-    floor = (mass or {}).get('floor')
+    runs = _mass_runs(results)
     out = []
     for key, what, p99_max in MASS_RUNS:
         names = ('%s: per-instance p99 ≤ %g s' % (what, p99_max),
@@ -244,13 +248,16 @@ def _mass(results: dict) -> list[dict]:
         ids = ['mass_%s/%s' % (m, key)
                for m in ('p99', 'over_capacity', 'retries')]
         if key not in runs:
-            why = 'no %s run' % key.replace('_', ' ') if mass else ''
-            out += [dict(_absent(results, 'mass', n, why), id=i)
+            section = 'mass_large' if key == 'multiprocess_1000' else 'mass'
+            why = ('no %s run' % key.replace('_', ' ')
+                   if results['sections'].get(section) else '')
+            out += [dict(_absent(results, section, n, why), id=i)
                     for n, i in zip(names, ids, strict=True)]
             continue
-        name, run = runs[key]
+        section, name, run, mass = runs[key]
+        floor = mass.get('floor')
         if 'error' in run:
-            out += [_verdict(results, 'mass', n, id=i, status='failed',
+            out += [_verdict(results, section, n, id=i, status='failed',
                              measured='%s run failed: %s' % (
                                  name, run['error'].replace('\n', ' ')[:200]))
                     for n, i in zip(names, ids, strict=True)]
@@ -258,7 +265,7 @@ def _mass(results: dict) -> list[dict]:
         scale = '%d instances over %d hosts' % (
             run['instances'], run.get('hosts', mass.get('hosts', 0)))
         p99 = run['latency']['p99']
-        v = _verdict(results, 'mass', names[0], id=ids[0], value=p99,
+        v = _verdict(results, section, names[0], id=ids[0], value=p99,
                      limit=p99_max,
                      met=_check(p99, p99_max),
                      measured='%s s (%s)' % (num(p99, 2), scale),
@@ -298,12 +305,12 @@ def _mass(results: dict) -> list[dict]:
                                % writes)
         out.append(v)
         over = run['hosts_over_capacity']
-        out.append(_verdict(results, 'mass', names[1], id=ids[1],
+        out.append(_verdict(results, section, names[1], id=ids[1],
                             value=over, limit=0,
                             met=over == 0, measured='%d (%s)' % (over, scale)))
         pct = run['claim_retries_pct']
         out.append(_verdict(
-            results, 'mass', names[2], id=ids[2], value=pct,
+            results, section, names[2], id=ids[2], value=pct,
             limit=MASS_RETRIES_PCT_MAX, met=_check(pct, MASS_RETRIES_PCT_MAX),
             measured='%s %% (%d retries)' % (num(pct, 2),
                                              run['claim_retries'])))
