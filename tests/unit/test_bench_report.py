@@ -129,7 +129,11 @@ def test_missing_section_says_so(tmp_path):
     assert by['mass_p99/aio']['status'] == 'failed'
     # A named target without its row in a section that ran.
     assert by['scheduler/postgresql/10000/boot']['status'] == 'not measured'
-    assert by['mass_p99/multiprocess_1000']['status'] == 'failed'
+    # The 1,000-instance burst is a section of its own, which did not run.
+    large = by['mass_p99/multiprocess_1000']
+    assert large['status'] == 'not measured'
+    assert large['section'] == 'mass_large'
+    assert 'the mass_large section did not run' in large['measured']
 
     md = _markdown(tmp_path, results)
     assert ('- one unshelve ÷ bare define+create of the same domain XML ≤ '
@@ -264,3 +268,35 @@ def test_rewrite_puts_the_figures_between_the_markers(tmp_path):
     path.write_text('no markers\n')
     assert not figures.rewrite(str(path), '- new figure.\n')
     assert path.read_text() == 'no markers\n'
+
+
+def test_large_burst_judged_from_its_own_section(tmp_path):
+    floor = {'define_start': _summary(0.2, 0.5, n=1000),
+             'instances': 1000, 'total_seconds': 0.6}
+    large = _mass_run(300.0, instances=1000, hosts=100,
+                      deployment='multi-process (100 lifecycle-compute)',
+                      hosts_over_capacity=2, claim_retries=30,
+                      claim_retries_pct=3.0, unshelved=1000,
+                      back_on_original_host=990, processes=102,
+                      database_max_connections=151,
+                      database_connections={
+                          'compute': {'max_pool_size': 1, 'max_overflow': 0}})
+    results = _results(mass_large={'instances': 1000, 'hosts': 100,
+                                   'groups': 5, 'floor': floor,
+                                   'runs': {'multiprocess_1000': large}})
+    by = _by_id(results)
+    p99 = by['mass_p99/multiprocess_1000']
+    assert p99['status'] == 'missed'
+    assert p99['section'] == 'mass_large'
+    # Beside the floor of its own 1,000 define+start calls.
+    assert p99['ratio_to_floor'] == 300.0 / 0.5
+    assert by['mass_over_capacity/multiprocess_1000']['status'] == 'missed'
+    assert by['mass_retries/multiprocess_1000']['status'] == 'missed'
+    # The 200-instance rows come from the mass section, which did not run.
+    assert by['mass_p99/aio']['status'] == 'not measured'
+
+    md = _markdown(tmp_path, results)
+    assert '## 2b. Mass unshelve, large' in md
+    assert '1000 instances (1 vCPU, 512 MiB) booted over 100 hosts in 5' in md
+    assert ('compute 1+0) keep the 102 processes under the database '
+            "server's max_connections (151 here") in md
