@@ -300,3 +300,44 @@ def test_large_burst_judged_from_its_own_section(tmp_path):
     assert '1000 instances (1 vCPU, 512 MiB) booted over 100 hosts in 5' in md
     assert ('compute 1+0) keep the 102 processes under the database '
             "server's max_connections (151 here") in md
+
+
+def _latency_size(floor, committed, client=None):
+    def kind(median, seen):
+        summ = {op: dict(_summary(median, n=5), bytes_moved=_summary(0))
+                for op in ('unshelve', 'shelve')}
+        if seen is not None:
+            for op in ('unshelve', 'shelve'):
+                summ[op]['client'] = _summary(seen, n=5)
+        return summ
+    return {'size_bytes': 1 << 30, 'client_poll_seconds': 0.02,
+            'summary': {'floor': kind(floor, None),
+                        'floor_virsh': kind(floor, None),
+                        'partial_same_host': kind(committed, client),
+                        'partial_other_host': kind(committed, client),
+                        'full': kind(None, None)},
+            'full': [], 'notes': []}
+
+
+def test_one_unshelve_judged_as_the_client_saw_it(tmp_path):
+    # Committed at 1.1x the floor, seen by the polling client at 1.3x: the
+    # target is about what the client sees, so it is missed.
+    results = _results(latency={'libvirt_uri': 'qemu:///system',
+                                'sizes': [_latency_size(0.5, 0.55, 0.65)]})
+    verdict = _by_id(results)[
+        'unshelve_over_floor/%d/partial_same_host' % (1 << 30)]
+    assert verdict['status'] == 'missed'
+    assert abs(verdict['value'] - 1.3) < 1e-9
+    assert 'its final commit came at 0.550 s (1.10× the floor)' in (
+        verdict['detail'][0])
+    md = _markdown(tmp_path, results)
+    assert '| 1.0 GiB | partial, same host |' in md
+    assert '| 0.650 / 0.650 |' in _row(md, '1.0 GiB | partial, same host')
+
+    # Results measured before the client's view was: judged on the commit.
+    old = _results(latency={'libvirt_uri': 'qemu:///system',
+                            'sizes': [_latency_size(0.5, 0.55)]})
+    verdict = _by_id(old)[
+        'unshelve_over_floor/%d/partial_same_host' % (1 << 30)]
+    assert verdict['status'] == 'met'
+    assert 'not what a client polling the API sees' in verdict['detail'][0]

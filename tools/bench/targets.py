@@ -115,6 +115,15 @@ def _median(size_row: dict, kind: str, op: str = 'unshelve'):
         return None
 
 
+def client_median(size_row: dict, kind: str, op: str = 'unshelve'):
+    """Median of the operation as the polling client saw it; None for
+    results measured before the client's view was."""
+    try:
+        return size_row['summary'][kind][op]['client']['median']
+    except (KeyError, TypeError):
+        return None
+
+
 def _latency(results: dict) -> list[dict]:
     lat = results['sections'].get('latency')
     name = ('one unshelve ÷ bare define+create of the same domain XML '
@@ -130,7 +139,22 @@ def _latency(results: dict) -> list[dict]:
         n_floor = s['summary']['floor']['unshelve'].get('n')
         for kind, label in (('partial_same_host', 'same host'),
                             ('partial_other_host', 'other host')):
-            value = common.ratio(_median(s, kind), floor)
+            committed = _median(s, kind)
+            seen = client_median(s, kind)
+            if seen is None:
+                value = common.ratio(committed, floor)
+                end = ('the end of an unshelve is the commit of its final '
+                       'state, not what a client polling the API sees')
+                floor_text = 'unshelve %s s' % num(committed)
+            else:
+                value = common.ratio(seen, floor)
+                end = ('the end of an unshelve is the first GET that shows '
+                       'it ACTIVE, polling every %s s; its final commit '
+                       'came at %s s (%s× the floor)' % (
+                           num(s.get('client_poll_seconds'), 2),
+                           num(committed),
+                           num(common.ratio(committed, floor), 2)))
+                floor_text = 'unshelve %s s as the client saw it' % num(seen)
             out.append(_verdict(
                 results, 'latency', '%s (%s of disk data, %s)' % (
                     name, size(s['size_bytes']), label),
@@ -138,11 +162,9 @@ def _latency(results: dict) -> list[dict]:
                 met=_check(value, UNSHELVE_OVER_FLOOR_MAX),
                 id='unshelve_over_floor/%d/%s' % (s['size_bytes'], kind),
                 measured='%s×' % num(value, 2), ratio_to_floor=value,
-                floor='unshelve %s s, floor %s s (medians, n=%s)' % (
-                    num(_median(s, kind)), num(floor), n_floor),
-                detail=['%s; the end of an unshelve is the commit of its '
-                        'final state, not what a client polling the API '
-                        'sees' % where]))
+                floor='%s, floor %s s (medians, n=%s)' % (
+                    floor_text, num(floor), n_floor),
+                detail=['%s; %s' % (where, end)]))
     first, last = lat['sizes'][0], lat['sizes'][-1]
     if len(lat['sizes']) > 1:
         value = common.ratio(_median(last, 'partial_same_host'),
