@@ -24,16 +24,19 @@ class Client:
     request (None: no version header, the API's minimum). ``token``: an
     ``X-Auth-Token`` for each request (a callable is asked at each request,
     e.g. a keystoneauth1 session's ``get_token``; None: no token, which
-    noauth2 takes for the admin)."""
+    noauth2 takes for the admin). ``timeout``: seconds a request may wait
+    for its answer."""
 
     def __init__(self, url: str, microversion: str | None = '2.91',
-                 token: str | Callable[[], str] | None = None) -> None:
+                 token: str | Callable[[], str] | None = None,
+                 timeout: float = 60) -> None:
         self.url = url
         self.microversion = microversion
         self.token = token
+        self.timeout = timeout
 
     def send(self, method: str, path: str, data: bytes | None = None,
-             headers: dict | None = None, timeout: float = 60
+             headers: dict | None = None, timeout: float | None = None
              ) -> tuple[int, Message, bytes]:
         """One request with ``headers``, the version header and the token
         added (neither overrides a header given): status, headers, body."""
@@ -48,7 +51,8 @@ class Client:
         if token and not req.has_header('X-auth-token'):
             req.add_header('X-Auth-Token', token)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(
+                    req, timeout=timeout or self.timeout) as resp:
                 return resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
