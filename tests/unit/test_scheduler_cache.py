@@ -6,13 +6,17 @@ second Database on the same database), capacity reports, hosts added,
 disabled and moved between aggregates. Real databases: SQLite, and
 PostgreSQL/MariaDB when reachable."""
 
+import datetime
+import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from oslo_utils import timeutils
 
 from filters import host_state
 from lifecycle.conductor import scheduler as scheduler_mod
+from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
 from lifecycle.db import migration
 from tests.conftest import require
@@ -159,3 +163,37 @@ def test_storage_group_read_same_as_filtering_every_host(dbs):
         assert set(chosen) <= {'h1', 'h3', 'h7'}
     assert _view(scheduler.up_host_states_of(storage_group='a')) == _view(
         [s for s in _fresh(ours) if s.host in ('h1', 'h3', 'h5', 'h7')])
+
+
+def test_a_host_that_stops_reporting_drops_out_with_no_write(dbs):
+    """Time alone takes a host out: the cache's up flags are worked out
+    again once the host seen longest ago falls behind the cutoff, and
+    when ``service_down_time`` changes -- nothing is written meanwhile,
+    so nothing else would tell the cache."""
+    ours, theirs = dbs
+    for host in ('h0', 'h1', 'h2'):
+        _report(theirs, host)
+    scheduler = scheduler_mod.Scheduler(ours)
+    assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
+    time.sleep(1.1)
+    _report(theirs, 'h1')  # re-read alone; its flag set by _load_changed
+    assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
+    assert scheduler.host_states.full_loads == 1
+
+    h1_seen = {row.host: row.last_seen_at
+               for row in ours.compute_node_states()}['h1']
+    down_time = CONF.compute.service_down_time
+    try:
+        # h0 and h2 last reported more than 1 s before h1.
+        timeutils.set_time_override(
+            h1_seen + datetime.timedelta(seconds=down_time - 0.5))
+        assert [s.host for s in scheduler.up_host_states()] == ['h1']
+        assert _view(scheduler.up_host_states()) == _view(_fresh(ours))
+        CONF.set_override('service_down_time', down_time + 3600,
+                          group='compute')
+        assert [s.host for s in scheduler.up_host_states()] == [
+            'h0', 'h1', 'h2']
+    finally:
+        timeutils.clear_time_override()
+        CONF.clear_override('service_down_time', group='compute')
+    assert scheduler.host_states.full_loads == 1
