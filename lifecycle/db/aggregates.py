@@ -1,6 +1,7 @@
 """Host aggregates and the storage groups they define."""
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -10,6 +11,30 @@ from lifecycle import exception
 from lifecycle import storage_groups
 from lifecycle.db import models
 from lifecycle import names
+
+
+@functools.cache
+def _membership_queries(of_hosts: bool) -> tuple:
+    """The three statements of :meth:`AggregatesMixin.aggregate_memberships`
+    (aggregates, their hosts, their metadata), for every aggregate or for
+    the aggregates of the hosts bound as ``hosts``; built once, as the
+    scheduler runs them at every decision (see
+    ``lifecycle.db.hosts._claim_statements``)."""
+    member = models.AggregateHost.__table__
+    meta = models.AggregateMetadata.__table__
+    agg = models.Aggregate.__table__
+    members_q = sa.select(member.c.aggregate_id, member.c.host)
+    aggs_q = sa.select(agg.c.id, agg.c.name).order_by(agg.c.id)
+    meta_q = sa.select(meta.c.aggregate_id, meta.c.key,
+                       meta.c.value).order_by(meta.c.id)
+    if of_hosts:
+        ids = (sa.select(member.c.aggregate_id)
+               .where(member.c.host.in_(sa.bindparam('hosts', expanding=True)))
+               .scalar_subquery())
+        members_q = members_q.where(member.c.aggregate_id.in_(ids))
+        aggs_q = aggs_q.where(agg.c.id.in_(ids))
+        meta_q = meta_q.where(meta.c.aggregate_id.in_(ids))
+    return aggs_q, members_q, meta_q
 
 
 class AggregatesMixin:
@@ -435,26 +460,16 @@ class AggregatesMixin:
         """(id, name, sorted host names, metadata) of every aggregate (only
         those holding one of ``hosts``, when given), ordered by id; plain
         values read with three small queries, no ORM objects."""
-        member = models.AggregateHost
-        meta = models.AggregateMetadata
-        agg = models.Aggregate
-        members_q = sa.select(member.aggregate_id, member.host)
-        aggs_q = sa.select(agg.id, agg.name).order_by(agg.id)
-        meta_q = sa.select(meta.aggregate_id, meta.key, meta.value).order_by(
-            meta.id)
+        params = {}
         if hosts is not None:
-            hosts = list(hosts)
-            if not hosts:
+            params['hosts'] = list(hosts)
+            if not params['hosts']:
                 return []
-            ids = (sa.select(member.aggregate_id)
-                   .where(member.host.in_(hosts)).scalar_subquery())
-            members_q = members_q.where(member.aggregate_id.in_(ids))
-            aggs_q = aggs_q.where(agg.id.in_(ids))
-            meta_q = meta_q.where(meta.aggregate_id.in_(ids))
+        aggs_q, members_q, meta_q = _membership_queries(bool(params))
         with self._reading(session) as reader:
-            aggregates = list(reader.execute(aggs_q))
-            members = list(reader.execute(members_q))
-            metadata_rows = list(reader.execute(meta_q))
+            aggregates = list(reader.execute(aggs_q, params))
+            members = list(reader.execute(members_q, params))
+            metadata_rows = list(reader.execute(meta_q, params))
         hosts_of: dict[int, list[str]] = {}
         for agg_id, host in members:
             hosts_of.setdefault(agg_id, []).append(host)

@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import functools
 from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -12,6 +13,77 @@ from lifecycle import names
 from lifecycle.db import instances
 from lifecycle.db import models
 from lifecycle.db import requests
+
+
+def _changed_at() -> sa.ColumnElement:
+    """When a compute node row was last written."""
+    node = models.ComputeNode.__table__
+    return sa.func.coalesce(node.c.updated_at, node.c.created_at)
+
+
+@functools.cache
+def _node_states_query(given: frozenset) -> sa.Select:
+    """The statement of :meth:`HostsMixin.compute_node_states` for the
+    filters ``given`` (bound by name), built once per combination: the
+    scheduler runs it at every decision (see :func:`_claim_statements`)."""
+    node = models.ComputeNode.__table__
+    changed_at = _changed_at()
+    query = sa.select(
+        node.c.id, node.c.host, node.c.vcpus, node.c.vcpus_used,
+        node.c.memory_mb, node.c.reserved_memory_mb, node.c.memory_mb_used,
+        node.c.cpu_allocation_ratio, node.c.ram_allocation_ratio,
+        node.c.disabled, node.c.last_seen_at,
+        changed_at.label('changed_at')).order_by(node.c.id)
+    if 'hosts' in given:
+        query = query.where(node.c.host.in_(
+            sa.bindparam('hosts', expanding=True)))
+    if 'storage_group' in given:
+        member = models.AggregateHost.__table__
+        meta = models.AggregateMetadata.__table__
+        query = query.where(node.c.host.in_(
+            sa.select(member.c.host)
+            .join(meta, member.c.aggregate_id == meta.c.aggregate_id)
+            .where(meta.c.key == names.AGGREGATE_STORAGE_GROUP,
+                   meta.c.value == sa.bindparam('storage_group'))))
+    if 'up_since' in given:
+        query = query.where(node.c.disabled.is_(False),
+                            node.c.last_seen_at >= sa.bindparam('up_since'))
+    if 'changed_since' in given:
+        query = query.where(changed_at >= sa.bindparam('changed_since'))
+    return query
+
+
+def _claim_statements() -> tuple:
+    """The three statements of :meth:`HostsMixin.claim`, built once: a
+    claim is on the hot path of every boot and unshelve, and building the
+    expressions and their cache keys at each call cost as much as running
+    them on SQLite. Core statements (no ORM session synchronisation: the
+    session holds no objects)."""
+    node = models.ComputeNode.__table__
+    inst = models.Instance.__table__
+    vcpus = sa.bindparam('c_vcpus', type_=sa.Integer)
+    memory_mb = sa.bindparam('c_memory_mb', type_=sa.Integer)
+    host = sa.bindparam('c_host', type_=sa.String)
+    uuid = sa.bindparam('c_uuid', type_=sa.String)
+    read = (sa.select(inst.c.vcpus, inst.c.memory_mb, inst.c.claimed_host)
+            .where(inst.c.uuid == uuid, inst.c.deleted_at.is_(None)))
+    take = (sa.update(node)
+            .where(node.c.host == host,
+                   node.c.vcpus_used + vcpus <=
+                   node.c.vcpus * node.c.cpu_allocation_ratio,
+                   node.c.memory_mb_used + memory_mb <=
+                   (node.c.memory_mb - node.c.reserved_memory_mb) *
+                   node.c.ram_allocation_ratio)
+            .values(vcpus_used=node.c.vcpus_used + vcpus,
+                    memory_mb_used=node.c.memory_mb_used + memory_mb,
+                    running_vms=node.c.running_vms + 1))
+    mark = (sa.update(inst)
+            .where(inst.c.uuid == uuid, inst.c.claimed_host.is_(None))
+            .values(claimed_host=host, host=host))
+    return read, take, mark
+
+
+_CLAIM_READ, _CLAIM_TAKE, _CLAIM_MARK = _claim_statements()
 
 
 class HostsMixin:
@@ -97,11 +169,6 @@ class HostsMixin:
             with self.session() as own:
                 yield own
 
-    @staticmethod
-    def _node_changed_at():
-        node = models.ComputeNode
-        return sa.func.coalesce(node.updated_at, node.created_at)
-
     def compute_node_states(self, *, hosts: Iterable[str] | None = None,
                             storage_group: str | None = None,
                             up_since: datetime.datetime | None = None,
@@ -118,34 +185,20 @@ class HostsMixin:
         hosts seen at or after it; ``changed_since``: only rows written
         (created, claimed, released, reported) at or after it.
         """
-        node = models.ComputeNode
-        changed_at = self._node_changed_at()
-        query = sa.select(
-            node.id, node.host, node.vcpus, node.vcpus_used, node.memory_mb,
-            node.reserved_memory_mb, node.memory_mb_used,
-            node.cpu_allocation_ratio, node.ram_allocation_ratio,
-            node.disabled, node.last_seen_at,
-            changed_at.label('changed_at')).order_by(node.id)
+        params: dict = {}
         if hosts is not None:
-            hosts = list(hosts)
-            if not hosts:
+            params['hosts'] = list(hosts)
+            if not params['hosts']:
                 return []
-            query = query.where(node.host.in_(hosts))
         if storage_group is not None:
-            meta = models.AggregateMetadata
-            query = query.where(node.host.in_(
-                sa.select(models.AggregateHost.host)
-                .join(meta, models.AggregateHost.aggregate_id ==
-                      meta.aggregate_id)
-                .where(meta.key == names.AGGREGATE_STORAGE_GROUP,
-                       meta.value == storage_group)))
+            params['storage_group'] = storage_group
         if up_since is not None:
-            query = query.where(node.disabled.is_(False),
-                                node.last_seen_at >= up_since)
+            params['up_since'] = up_since
         if changed_since is not None:
-            query = query.where(changed_at >= changed_since)
+            params['changed_since'] = changed_since
         with self._reading(session) as reader:
-            return list(reader.execute(query))
+            return list(reader.execute(
+                _node_states_query(frozenset(params)), params))
 
     #: Columns summed, weighted by node id, in compute_node_fingerprint.
     FINGERPRINT_COLUMNS = ('vcpus', 'vcpus_used', 'memory_mb',
@@ -175,7 +228,7 @@ class HostsMixin:
         with self._reading(session) as reader:
             row = reader.execute(sa.select(
                 sa.func.count(node.id), sa.func.max(node.id),
-                sa.func.max(self._node_changed_at()), *sums)).one()
+                sa.func.max(_changed_at()), *sums)).one()
         # Plain ints (drivers may return Decimal) for comparisons with the
         # sums the cache keeps; the ratio sums stay as the database gives.
         n = len(self.FINGERPRINT_COLUMNS)
@@ -189,13 +242,9 @@ class HostsMixin:
         repeated claim on the same host is a no-op (resumed operations).
         Raises ClaimFailed when the host has not enough free capacity.
         """
-        node = models.ComputeNode
-        inst = models.Instance
         with self.session() as session:
-            instance = session.execute(
-                sa.select(inst.vcpus, inst.memory_mb, inst.claimed_host)
-                .where(inst.uuid == instance_uuid,
-                       inst.deleted_at.is_(None))).first()
+            instance = session.execute(_CLAIM_READ,
+                                       {'c_uuid': instance_uuid}).first()
             if instance is None:
                 raise exception.InstanceNotFound(instance_id=instance_uuid)
             if instance.claimed_host == host:
@@ -204,27 +253,15 @@ class HostsMixin:
                 raise exception.Conflict(
                     reason='instance %s already holds a claim on host %s' %
                     (instance_uuid, instance.claimed_host))
-            taken = session.execute(
-                sa.update(node)
-                .where(node.host == host,
-                       node.vcpus_used + instance.vcpus <=
-                       node.vcpus * node.cpu_allocation_ratio,
-                       node.memory_mb_used + instance.memory_mb <=
-                       (node.memory_mb - node.reserved_memory_mb) *
-                       node.ram_allocation_ratio)
-                .values(vcpus_used=node.vcpus_used + instance.vcpus,
-                        memory_mb_used=node.memory_mb_used +
-                        instance.memory_mb,
-                        running_vms=node.running_vms + 1)).rowcount
+            taken = session.execute(_CLAIM_TAKE, {
+                'c_host': host, 'c_vcpus': instance.vcpus,
+                'c_memory_mb': instance.memory_mb}).rowcount
             if taken != 1:
                 raise exception.ClaimFailed(vcpus=instance.vcpus,
                                             memory_mb=instance.memory_mb,
                                             host=host)
-            marked = session.execute(
-                sa.update(inst)
-                .where(inst.uuid == instance_uuid,
-                       inst.claimed_host.is_(None))
-                .values(claimed_host=host, host=host)).rowcount
+            marked = session.execute(_CLAIM_MARK, {
+                'c_uuid': instance_uuid, 'c_host': host}).rowcount
             if marked != 1:
                 # Another claim won the race for this instance; the
                 # exception rolls back our host update.
