@@ -31,6 +31,7 @@ timeout=${LIFECYCLE_TEST_TIMEOUT:-900}
 echo "run-tests: pytest (per-test timeout ${timeout}s) $*"
 rc=0
 .venv/bin/python -m pytest -p no:cacheprovider --timeout="$timeout" -ra \
+    --durations=25 \
     "$@" || rc=$?
 
 if [ "$rc" -eq 5 ]; then
