@@ -4,7 +4,8 @@
 #   tools/run-tests.sh [PYTEST ARGS...]
 #
 # Prepares the machine with tools/setup.sh, lints with ruff, checks the import
-# layers with import-linter, then runs pytest from .venv. Extra arguments go to pytest (e.g. -x, -k NAME, tests/unit).
+# layers with import-linter and for duplicate code with pylint's similarity
+# checker, then runs pytest from .venv. Extra arguments go to pytest (e.g. -x, -k NAME, tests/unit).
 # LIFECYCLE_TEST_TIMEOUT sets the per-test timeout in seconds (default 900).
 # Exit status: pytest's; a run that collects no tests fails (1).
 set -euo pipefail
@@ -24,6 +25,13 @@ fi
 echo "run-tests: lint-imports (the layers of .importlinter)"
 if ! .venv/bin/lint-imports --no-cache; then
     echo "run-tests: FAILED: an import breaks the layers of .importlinter" >&2
+    exit 1
+fi
+
+echo "run-tests: pylint duplicate-code (.pylintrc) lifecycle filters"
+if ! .venv/bin/pylint --rcfile=.pylintrc lifecycle filters; then
+    echo "run-tests: FAILED: the same lines in two modules (see above);" \
+         "give the job one home and call it from both" >&2
     exit 1
 fi
 
