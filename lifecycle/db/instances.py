@@ -13,6 +13,21 @@ from lifecycle.db import requests
 _UNSET = object()
 
 
+def _instance_by_uuid(read_deleted: bool) -> sa.Select:
+    query = sa.select(models.Instance).where(
+        models.Instance.uuid == sa.bindparam('i_uuid'))
+    if not read_deleted:
+        query = query.where(models.Instance.deleted_at.is_(None))
+    return query
+
+
+# Built once: the services read an instance a dozen times per operation,
+# and building the statement and its cache key at each call cost as much
+# as running it on SQLite.
+_INSTANCE_BY_UUID = {deleted: _instance_by_uuid(deleted)
+                     for deleted in (False, True)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Fault:
     """A fault to record, alone or with the state change that ends a task
@@ -67,11 +82,8 @@ class InstancesMixin:
     def instance_get(self, instance_uuid: str,
                      read_deleted: bool = False) -> models.Instance:
         with self.session(readonly=True) as session:
-            query = sa.select(models.Instance).where(
-                models.Instance.uuid == instance_uuid)
-            if not read_deleted:
-                query = query.where(models.Instance.deleted_at.is_(None))
-            instance = session.scalars(query).first()
+            instance = session.scalars(_INSTANCE_BY_UUID[read_deleted],
+                                       {'i_uuid': instance_uuid}).first()
         if instance is None:
             raise exception.InstanceNotFound(instance_id=instance_uuid)
         return instance
