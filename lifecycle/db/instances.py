@@ -1,6 +1,7 @@
 """Instances, their metadata and faults."""
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -13,19 +14,16 @@ from lifecycle.db import requests
 _UNSET = object()
 
 
+@functools.cache
 def _instance_by_uuid(read_deleted: bool) -> sa.Select:
+    """The statement of :meth:`InstancesMixin.instance_get`, the uuid bound
+    as ``i_uuid``; built once, as the services read an instance a dozen
+    times per operation (see ``lifecycle.db.hosts._claim_statements``)."""
     query = sa.select(models.Instance).where(
         models.Instance.uuid == sa.bindparam('i_uuid'))
     if not read_deleted:
         query = query.where(models.Instance.deleted_at.is_(None))
     return query
-
-
-# Built once: the services read an instance a dozen times per operation,
-# and building the statement and its cache key at each call cost as much
-# as running it on SQLite.
-_INSTANCE_BY_UUID = {deleted: _instance_by_uuid(deleted)
-                     for deleted in (False, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +80,7 @@ class InstancesMixin:
     def instance_get(self, instance_uuid: str,
                      read_deleted: bool = False) -> models.Instance:
         with self.session(readonly=True) as session:
-            instance = session.scalars(_INSTANCE_BY_UUID[read_deleted],
+            instance = session.scalars(_instance_by_uuid(read_deleted),
                                        {'i_uuid': instance_uuid}).first()
         if instance is None:
             raise exception.InstanceNotFound(instance_id=instance_uuid)
