@@ -53,6 +53,54 @@ def _children_statements() -> tuple[sa.Select, sa.Select]:
                    .order_by(faults.c.id.desc()))
 
 
+@functools.cache
+def _update_statement(vm_state: bool, claimed_host: bool,
+                      no_task: bool | None) -> sa.Update:
+    """The UPDATE of :meth:`InstancesMixin.instance_update` for one shape of
+    its expectations, built once (an ORM update built per call cost most
+    of the call). The new values are its parameters (Core makes the SET
+    clause of the column names among them); the instance and the
+    expectations are bound as ``e_*``. ``no_task``: None when the task
+    state is not expected, else whether no task is one of the expected."""
+    table = models.Instance.__table__
+    query = sa.update(table).where(table.c.uuid == sa.bindparam('e_uuid'),
+                                   table.c.deleted_at.is_(None))
+    if vm_state:
+        query = query.where(table.c.vm_state.in_(
+            sa.bindparam('e_vm_states', expanding=True)))
+    if claimed_host:
+        query = query.where(
+            table.c.claimed_host == sa.bindparam('e_claimed_host'))
+    if no_task is not None:
+        condition = table.c.task_state.in_(
+            sa.bindparam('e_task_states', expanding=True))
+        if no_task:
+            condition = sa.or_(condition, table.c.task_state.is_(None))
+        query = query.where(condition)
+    return query
+
+
+@functools.cache
+def _system_metadata_delete() -> sa.Delete:
+    table = models.InstanceSystemMetadata.__table__
+    return sa.delete(table).where(
+        table.c.instance_uuid == sa.bindparam('e_uuid'),
+        table.c.key.in_(sa.bindparam('e_keys', expanding=True)))
+
+
+def _set_system_metadata(connection, instance_uuid: str,
+                         items: dict) -> None:
+    """Set the system metadata keys of ``items``; a value of None deletes
+    the key."""
+    connection.execute(_system_metadata_delete(),
+                       {'e_uuid': instance_uuid, 'e_keys': list(items)})
+    rows = [{'instance_uuid': instance_uuid, 'key': key, 'value': value}
+            for key, value in items.items() if value is not None]
+    if rows:
+        connection.execute(models.InstanceSystemMetadata.__table__.insert(),
+                           rows)
+
+
 def _loaded(cls: type, values) -> object:
     """An object of mapped class ``cls`` with ``values`` as its loaded
     state, in no session."""
@@ -214,28 +262,31 @@ class InstancesMixin:
         that carries out the task set here (lifecycle/db/requests.py). A
         task_state change without one ends the instance's request.
         """
-        inst = models.Instance
+        table = models.Instance.__table__
         values = dict(values)
+        unknown = set(values) - set(table.c.keys())
+        if unknown:  # the SET clause is made of the known ones only
+            raise ValueError('not columns of instances: %s' % sorted(unknown))
+        values.setdefault('updated_at', models.utcnow())
+        params = {'e_uuid': instance_uuid, **values}
+        no_task = None
+        if expected_vm_state is not None:
+            params['e_vm_states'] = list(expected_vm_state)
+        if expected_claimed_host is not None:
+            params['e_claimed_host'] = expected_claimed_host
+        if expected_task_state is not _UNSET:
+            expected = (expected_task_state
+                        if isinstance(expected_task_state, (list, tuple))
+                        else [expected_task_state])
+            params['e_task_states'] = [t for t in expected if t]
+            no_task = None in expected
+        query = _update_statement(expected_vm_state is not None,
+                                  expected_claimed_host is not None, no_task)
         with self.session() as session:
-            query = sa.update(inst).where(inst.uuid == instance_uuid,
-                                          inst.deleted_at.is_(None))
-            if expected_vm_state is not None:
-                query = query.where(inst.vm_state.in_(list(expected_vm_state)))
-            if expected_claimed_host is not None:
-                query = query.where(inst.claimed_host == expected_claimed_host)
-            if expected_task_state is not _UNSET:
-                expected = (expected_task_state
-                            if isinstance(expected_task_state, (list, tuple))
-                            else [expected_task_state])
-                conditions = [inst.task_state.in_([t for t in expected if t])]
-                if None in expected:
-                    conditions.append(inst.task_state.is_(None))
-                query = query.where(sa.or_(*conditions))
-            values.setdefault('updated_at', models.utcnow())
-            if session.execute(query.values(**values)).rowcount != 1:
-                current = session.scalars(sa.select(inst).where(
-                    inst.uuid == instance_uuid,
-                    inst.deleted_at.is_(None))).first()
+            connection = session.connection()
+            if connection.execute(query, params).rowcount != 1:
+                current = connection.execute(_instance_by_uuid(False), {
+                    'i_uuid': instance_uuid}).first()
                 if current is None:
                     raise exception.InstanceNotFound(instance_id=instance_uuid)
                 if (expected_vm_state is not None and
@@ -249,8 +300,9 @@ class InstancesMixin:
                 raise exception.InstanceInvalidState(
                     action=action, instance_uuid=instance_uuid, attr=attr,
                     state=state)
-            for key, value in (system_metadata or {}).items():
-                self._set_system_metadata(session, instance_uuid, key, value)
+            if system_metadata:
+                _set_system_metadata(connection, instance_uuid,
+                                     system_metadata)
             if fault is not None:
                 session.add(fault.row(instance_uuid))
             if request is not None:
@@ -260,18 +312,8 @@ class InstancesMixin:
             session.flush()
             # Read back in the same transaction: the row exactly as this
             # update left it, not as a later request may have changed it.
-            return _instances(session.connection(), _instance_by_uuid(
-                False), {'i_uuid': instance_uuid})[0]
-
-    @staticmethod
-    def _set_system_metadata(session: orm.Session, instance_uuid: str,
-                             key: str, value: str | None) -> None:
-        sysmeta = models.InstanceSystemMetadata
-        session.execute(sa.delete(sysmeta).where(
-            sysmeta.instance_uuid == instance_uuid, sysmeta.key == key))
-        if value is not None:
-            session.add(sysmeta(instance_uuid=instance_uuid, key=key,
-                                value=value))
+            return _instances(connection, _instance_by_uuid(False),
+                              {'i_uuid': instance_uuid})[0]
 
     def instance_fault_create(self, instance_uuid: str, code: int,
                               message: str, details: str | None = None,

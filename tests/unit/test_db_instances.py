@@ -109,3 +109,40 @@ def test_deleted_instance_is_read_only_when_asked(db):
     assert deleted.vm_state == 'deleted'
     assert deleted.metadata_dict == {'n': '2'}
     assert db.instance_get_all() == []
+
+
+@pytest.mark.parametrize('expected, matches', [
+    ({'expected_task_state': None}, True),
+    ({'expected_task_state': [None, 'spawning']}, True),
+    ({'expected_task_state': 'spawning'}, False),
+    ({'expected_task_state': []}, False),
+    ({'expected_vm_state': ['active', 'stopped']}, True),
+    ({'expected_vm_state': ['shelved']}, False),
+    ({'expected_claimed_host': 'h1'}, False),
+])
+def test_update_happens_only_as_expected(db, expected, matches):
+    # The prebuilt UPDATE of each shape of expectations (instance_update).
+    instance_uuid = _create(db, 1)
+
+    def update():
+        return db.instance_update(instance_uuid, {'task_state': 'shelving'},
+                                  system_metadata={'shared': 'changed'},
+                                  **expected)
+    if matches:
+        assert update().task_state == 'shelving'
+    else:
+        with pytest.raises(exception.InstanceInvalidState):
+            update()
+    after = db.instance_get(instance_uuid)
+    assert after.task_state == ('shelving' if matches else None)
+    assert after.system_metadata['shared'] == ('changed' if matches
+                                               else 'x')
+
+
+def test_update_of_no_column_is_refused_with_nothing_changed(db):
+    instance_uuid = _create(db, 1)
+
+    with pytest.raises(ValueError, match='task_stat'):
+        db.instance_update(instance_uuid, {'task_stat': 'shelving',
+                                           'host': 'h1'})
+    assert db.instance_get(instance_uuid).host is None
