@@ -12,11 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
 import taskflow.engines
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
+from oslo_utils import uuidutils
 from taskflow import exceptions as flow_exc
 from taskflow import states as flow_states
+from taskflow import storage as flow_storage
 from taskflow import task
 from taskflow.patterns import linear_flow
 from taskflow.persistence import models as flow_models
@@ -72,11 +75,87 @@ class _Backend(impl_sqlalchemy.SQLAlchemyBackend):
 
     def __init__(self, conf: dict, engine) -> None:
         super().__init__(conf, engine=engine)
-        self._shared = _RetriableConnection(
-            _ResumptionWrites(super().get_connection()))
+        connection = _Connection(self, upgrade_lock=self._upgrade_lock)
+        connection.validate(max_retries=self._max_retries)
+        self._validated = True
+        self._shared = _RetriableConnection(_ResumptionWrites(connection))
 
     def get_connection(self):
         return self._shared
+
+
+class _Connection(impl_sqlalchemy.Connection):
+    """TaskFlow's connection with its two updates in fewer statements,
+    built once.
+
+    TaskFlow's updates read the stored row (for a flow, its atoms too),
+    merge the given detail into it and write the merged row back. Its
+    ``merge`` methods take every field of the given detail, so the row
+    becomes the given detail: the read only tells whether the row exists,
+    which the UPDATE's row count tells as well. What TaskFlow returns (the
+    merged detail) is then the given one, unless another writer added
+    atoms to the flow, which TaskFlow's own update merges in."""
+
+    def __init__(self, backend, upgrade_lock) -> None:
+        super().__init__(backend, upgrade_lock)
+        atoms, flows = self._tables.atomdetails, self._tables.flowdetails
+        # The new values are the parameters (Core's SET clause is made of
+        # the column names among them); the row's uuid is bound as b_uuid.
+        self._atom_update = sa.update(atoms).where(
+            atoms.c.uuid == sa.bindparam('b_uuid'))
+        self._flow_update = sa.update(flows).where(
+            flows.c.uuid == sa.bindparam('b_uuid'))
+        self._atoms_of_flow = sa.select(atoms.c.uuid).where(
+            atoms.c.parent_uuid == sa.bindparam('b_uuid'))
+
+    @staticmethod
+    def _values(detail) -> dict:
+        values = detail.to_dict()
+        values['b_uuid'] = values.pop('uuid')
+        return values
+
+    def update_atom_details(self, atom_detail):
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(self._atom_update,
+                                self._values(atom_detail)).rowcount != 1:
+                    raise flow_exc.NotFound(
+                        'No atom details found with uuid %r' %
+                        atom_detail.uuid)
+        except sa.exc.SQLAlchemyError:
+            flow_exc.raise_with_cause(
+                flow_exc.StorageFailure,
+                'Failed updating atom details with uuid %r' %
+                atom_detail.uuid)
+        return atom_detail
+
+    def update_flow_details(self, flow_detail):
+        try:
+            with self._engine.begin() as conn:
+                stored = set(conn.execute(self._atoms_of_flow, {
+                    'b_uuid': flow_detail.uuid}).scalars())
+                if stored <= {ad.uuid for ad in flow_detail}:
+                    self._write_flow(conn, flow_detail, stored)
+                    return flow_detail
+        except sa.exc.SQLAlchemyError:
+            flow_exc.raise_with_cause(
+                flow_exc.StorageFailure,
+                'Failed updating flow details with uuid %r' %
+                flow_detail.uuid)
+        return super().update_flow_details(flow_detail)
+
+    def _write_flow(self, conn, flow_detail, stored: set) -> None:
+        if conn.execute(self._flow_update,
+                        self._values(flow_detail)).rowcount != 1:
+            raise flow_exc.NotFound('No flow details found with uuid %r' %
+                                    flow_detail.uuid)
+        updates = [self._values(ad) for ad in flow_detail
+                   if ad.uuid in stored]
+        if updates:
+            conn.execute(self._atom_update, updates)
+        for ad in flow_detail:
+            if ad.uuid not in stored:
+                self._insert_atom_details(conn, ad, flow_detail.uuid)
 
 
 class _ResumptionWrites:
@@ -239,9 +318,23 @@ class FlowRunner:
         book.meta = {'owner': self.owner, 'kind': kind,
                      'instance_uuid': store.get('instance_uuid')}
         flow = self.factories[kind](owner_object)
+        # The logbook, its flow detail and the store in one write: given a
+        # store, TaskFlow's load would save the logbook again to add the
+        # flow detail, then the flow detail to add its injector (the atom
+        # whose results are the store, as a resumed flow reads it), then
+        # the injector's results.
+        flow_detail = flow_models.FlowDetail(
+            flow.name, uuidutils.generate_uuid())
+        injector = flow_models.TaskDetail(flow_storage.Storage.injector_name,
+                                          uuidutils.generate_uuid())
+        injector.results = dict(store)
+        injector.state = flow_states.SUCCESS
+        flow_detail.add(injector)
+        book.add(flow_detail)
         self._call('save_logbook', book)
-        engine = taskflow.engines.load(flow, store=store, book=book,
-                                       backend=self.backend, engine='serial')
+        engine = taskflow.engines.load(flow, flow_detail=flow_detail,
+                                       book=book, backend=self.backend,
+                                       engine='serial')
         return self._run_to_end(engine, book)
 
     def _run_to_end(self, engine, book: flow_models.LogBook):
