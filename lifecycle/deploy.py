@@ -59,12 +59,12 @@ def check_transport() -> None:
     if not url:
         raise StartupError(reason='[DEFAULT] transport_url is not set '
                            '(e.g. rabbit://USER:PASS@HOST:5672/)')
-    if url.startswith('fake:'):
+    if url.startswith(('fake:', 'inproc:')):
         raise StartupError(reason='[DEFAULT] transport_url %s reaches only '
                            'services inside this process; separate services '
                            'need a shared message bus such as '
                            'rabbit://USER:PASS@HOST:5672/ (lifecycle-aio '
-                           'runs everything in one process on fake://)'
+                           'runs everything in one process on inproc://)'
                            % url)
 
 

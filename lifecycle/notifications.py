@@ -80,7 +80,7 @@ def _transport_url(conf: cfg.ConfigOpts) -> str:
 
 def get_transport(conf: cfg.ConfigOpts = CONF) -> messaging.Transport:
     """The notification transport of the current configuration, one per
-    URL and process (a ``fake://`` listener must share it to hear)."""
+    URL and process (a ``inproc://`` listener must share it to hear)."""
     url = _transport_url(conf)
     with _lock:
         transport = _transports.get(url)

@@ -1,6 +1,6 @@
 """``lifecycle-aio``: API, conductor and the compute hosts of ``[aio]
-hosts`` in one process, over the ``fake://`` transport and a SQLite file by
-default."""
+hosts`` in one process, over the in-process ``inproc://`` transport and a
+SQLite file by default."""
 
 import os
 import sys
@@ -23,7 +23,8 @@ LOG = logging.getLogger(__name__)
 DESCRIPTION = (
     'The embedded all-in-one of shelve-lifecycle: the REST API, the '
     'conductor and one compute service per [aio] hosts entry in one '
-    'process, over the fake:// transport and a SQLite database under [aio] '
+    'process, over the in-process inproc:// transport and a SQLite '
+    'database under [aio] '
     'state_dir by default; creates the default flavors, one aggregate per '
     'storage group and a default image. Prints "lifecycle-aio ready at URL" '
     'when it serves. For trying the project and for tests; separate '
@@ -125,7 +126,7 @@ def _start():
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        deploy.parse_config(argv, default_transport_url='fake://',
+        deploy.parse_config(argv, default_transport_url='inproc://',
                             name='lifecycle-aio', description=DESCRIPTION)
     except cfg.Error as e:
         print('lifecycle-aio: %s' % e, file=sys.stderr)

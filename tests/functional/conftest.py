@@ -34,7 +34,7 @@ def make_aio(qemu_dir):
     def make(uri: str = 'test:///default',
              extra: dict | None = None) -> aio_cmd.AllInOne:
         overrides = {
-            (None, 'transport_url'): 'fake://',
+            (None, 'transport_url'): 'inproc://',
             (None, 'shutdown_timeout'): 0,
             ('aio', 'state_dir'): qemu_dir,
             ('aio', 'hosts'): ['host-a1:group-a', 'host-a2:group-a',
@@ -72,7 +72,7 @@ def make_aio(qemu_dir):
                         errors.append(e)
         finally:
             # Whatever failed above: an all-in-one left running takes the
-            # next tests' fake:// messages (one exchange per process).
+            # next tests' inproc:// messages (one exchange per process).
             _stop(aio)
     for group, name in touched:
         try:

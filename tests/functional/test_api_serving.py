@@ -43,7 +43,7 @@ class AioProcess:
     def __init__(self, tmp_path) -> None:
         conf = tmp_path / 'aio.conf'
         conf.write_text('\n'.join([
-            '[DEFAULT]', 'transport_url = fake://', 'shutdown_timeout = 5',
+            '[DEFAULT]', 'transport_url = inproc://', 'shutdown_timeout = 5',
             '[aio]', 'hosts = host-a1:group-a',
             'state_dir = %s' % (tmp_path / 'state'),
             '[libvirt]', 'connection_uri = test:///default',

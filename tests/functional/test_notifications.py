@@ -1,6 +1,6 @@
 """Versioned notifications of a whole boot → shelve → unshelve → delete
 cycle, heard by a real oslo.messaging notification listener: on the
-all-in-one's ``fake://`` transport, and on RabbitMQ (required under
+all-in-one's ``inproc://`` transport, and on RabbitMQ (required under
 CI=true)."""
 
 import os
@@ -166,10 +166,10 @@ def _check_cycle(collector, server_id) -> None:
     assert end['state'] == 'deleted' and end['deleted_at']
 
 
-def test_cycle_on_the_fake_transport(make_aio, client_for, listen):
+def test_cycle_on_the_in_process_transport(make_aio, client_for, listen):
     topic = 'lc-notify-%s' % uuid.uuid4().hex[:8]
     aio = make_aio(extra=_settings(topic))
-    # fake:// delivers only inside one transport object: listen on the
+    # inproc:// delivers only inside the process: listen on the
     # one the notifiers use.
     collector = listen(notifications.get_transport(), topic)
     client = client_for(aio.url)
@@ -309,7 +309,7 @@ def test_off_by_default(make_aio, client_for, listen):
 def test_cycle_on_rabbitmq(make_aio, client_for, listen):
     require(rabbit_usable(RABBIT_URL), 'RabbitMQ at %s' % RABBIT_URL)
     topic = 'lc-notify-%s' % uuid.uuid4().hex[:8]
-    # RPC stays in-process (fake://); notifications go through RabbitMQ,
+    # RPC stays in-process (inproc://); notifications go through RabbitMQ,
     # on a topic of this test only, to queues deleted after it.
     aio = make_aio(extra=_settings(topic, {
         ('oslo_messaging_notifications', 'transport_url'): RABBIT_URL,

@@ -1,6 +1,6 @@
 """A 202 means the operation happens, whatever is killed when.
 
-``lifecycle-aio`` runs as a process (fake:// bus, SQLite, real QEMU guests
+``lifecycle-aio`` runs as a process (inproc:// bus, SQLite, real QEMU guests
 under qemu:///system, so guests outlive the process as they would a
 restarted nova-compute). It is SIGKILLed:
 
@@ -64,7 +64,7 @@ class AllInOne:
         self.log_dir = log_dir
         self.url_db = 'sqlite:///%s' % os.path.join(state_dir, 'aio.sqlite')
         self.conf = write_conf(os.path.join(log_dir, 'aio.conf'), {
-            'DEFAULT': {'transport_url': 'fake://', 'shutdown_timeout': 0,
+            'DEFAULT': {'transport_url': 'inproc://', 'shutdown_timeout': 0,
                         'shelved_offload_time': 0,
                         'stuck_task_timeout': 1800},
             'aio': {'hosts': 'host-a1:group-a, host-a2:group-a',

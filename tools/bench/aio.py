@@ -31,7 +31,7 @@ def setup_logging(log_file: str, debug: bool = False) -> None:
 def base_overrides(state_dir: str, uri: str, hosts: list[str], *,
                    vcpus: int, memory_mb: int) -> dict:
     return {
-        (None, 'transport_url'): 'fake://',
+        (None, 'transport_url'): 'inproc://',
         # The OS-less guest never answers an ACPI shutdown: power off hard.
         (None, 'shutdown_timeout'): 0,
         ('aio', 'state_dir'): state_dir,

@@ -11,7 +11,7 @@ the resolution).
 
 Two deployments:
 
-* **one process**: the all-in-one (``fake://`` transport, SQLite file);
+* **one process**: the all-in-one (``inproc://`` transport, SQLite file);
   scheduling retries and faults come from ``ConductorManager.stats``;
 * **multi-process**: ``lifecycle-api``, ``lifecycle-conductor`` and one
   ``lifecycle-compute`` per host as separate processes over RabbitMQ and a
@@ -405,7 +405,7 @@ def run_aio(opts) -> dict:
                               cpu_pids=[os.getpid()])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result.update(deployment='one process (lifecycle-aio: fake://, SQLite)',
+    result.update(deployment='one process (lifecycle-aio: inproc://, SQLite)',
                   hosts=len(hosts), groups=2,
                   host_capacity={'vcpus': SLOTS_PER_HOST,
                                  'memory_mb': SLOTS_PER_HOST * FLAVOR['ram']})

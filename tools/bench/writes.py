@@ -3,7 +3,7 @@
 ``python -m tools.bench.writes [--output doc/benchmarks/writes.md]
 [--json doc/benchmarks/writes.json]``
 
-An all-in-one on the test driver (SQLite, fake://) boots one server, then
+An all-in-one on the test driver (SQLite, inproc://) boots one server, then
 shelves (with the offload at once), unshelves and deletes it, one operation
 at a time. Every committed transaction that wrote something is counted, by
 what it wrote: the flow store (TaskFlow's ``logbooks``, ``flowdetails``,
