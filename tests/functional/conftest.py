@@ -142,7 +142,10 @@ def qemu_io(disk: str, command: str, fmt: str = 'qcow2') -> str:
     if command.startswith('read'):
         args += ['-r', '-U']
     result = subprocess.run(args + ['-c', command, disk],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True)
+    # qemu-io exits 1 on a pattern mismatch too: say what it saw.
+    assert result.returncode == 0, 'qemu-io %r on %s: %s %s' % (
+        command, disk, result.stdout, result.stderr)
     assert 'Pattern verification failed' not in result.stdout, result.stdout
     assert 'error' not in result.stdout.lower(), result.stdout
     return result.stdout

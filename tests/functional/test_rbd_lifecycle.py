@@ -114,8 +114,10 @@ def _rbd_exists(cluster, image):
 def test_rbd_clones_through_shelve_unshelve_full_offload_and_delete(
         aio, client_for, ceph_cluster, system_libvirt_uri, full_offload):
     client = client_for(aio.url)
-    first = client.boot('rbd-one', host='host-c1')
-    second = client.boot('rbd-two', host='host-c1')
+    # Its own image, not the oldest one the session's Glance lists.
+    image = aio.default_image['id']
+    first = client.boot('rbd-one', image=image, host='host-c1')
+    second = client.boot('rbd-two', image=image, host='host-c1')
     for server_id in (first, second):
         client.wait(server_id, 'ACTIVE', timeout=TIMEOUT)
     disk1, disk2 = first + '_disk', second + '_disk'
@@ -150,7 +152,7 @@ def test_rbd_clones_through_shelve_unshelve_full_offload_and_delete(
 
     # host-c1 is full (second + a filler): unshelve lands on host-c2 and
     # runs the very same clone -- no flatten, no copy.
-    filler = client.boot('rbd-filler', host='host-c1')
+    filler = client.boot('rbd-filler', image=image, host='host-c1')
     client.wait(filler, 'ACTIVE', timeout=TIMEOUT)
     client.action(first, {'unshelve': None})
     server = client.wait(first, 'ACTIVE', timeout=TIMEOUT)
