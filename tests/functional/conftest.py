@@ -141,11 +141,14 @@ def qemu_io(disk: str, command: str, fmt: str = 'qcow2') -> str:
     args = ['qemu-io', '-f', fmt]
     if command.startswith('read'):
         args += ['-r', '-U']
-    result = subprocess.run(args + ['-c', command, disk],
-                            capture_output=True, text=True)
-    # qemu-io exits 1 on a pattern mismatch too: say what it saw.
-    assert result.returncode == 0, 'qemu-io %r on %s: %s %s' % (
-        command, disk, result.stdout, result.stderr)
+    args += ['-c', command, disk]
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode:
+        # qemu-io exits 1 on a pattern mismatch too: say what it saw.
+        error = subprocess.CalledProcessError(
+            result.returncode, args, result.stdout, result.stderr)
+        error.add_note('qemu-io said: %s %s' % (result.stdout, result.stderr))
+        raise error
     assert 'Pattern verification failed' not in result.stdout, result.stdout
     assert 'error' not in result.stdout.lower(), result.stdout
     return result.stdout
