@@ -1,11 +1,13 @@
 """``/servers``: list, show, create, delete and the lifecycle actions, as
 Nova's ``servers`` and ``shelve`` controllers answer them."""
 
+import datetime
 import re
 import secrets
 import urllib.parse
 
 from oslo_log import log as logging
+from oslo_utils import timeutils
 
 from lifecycle import exception
 from lifecycle import names
@@ -67,6 +69,29 @@ def page(items: list, limit: int, marker: str | None, key) -> list:
     return items[:limit]
 
 
+def _changes_window(req) -> dict:
+    """``changes-since`` (and from 2.66 ``changes-before``) as Nova reads
+    them: ISO 8601 times, 400 when unparsable or when the window is
+    reversed; the instances changed in it, deleted ones included."""
+    window = {}
+    keys = [('changes-since', 'changed_since')]
+    if req.is_supported('2.66'):
+        keys.append(('changes-before', 'changed_before'))
+    for key, arg in keys:
+        if key in req.GET:
+            try:
+                when = timeutils.parse_isotime(req.GET.getall(key)[-1])
+            except ValueError:
+                raise wsgi.Fault(400, 'Invalid filter field: %s.' % key
+                                 ) from None
+            window[arg] = timeutils.normalize_time(when)
+    if window.get('changed_since', datetime.datetime.min) > window.get(
+            'changed_before', datetime.datetime.max):
+        raise wsgi.Fault(400, 'The value of changes-since must be less '
+                              'than or equal to changes-before.')
+    return window
+
+
 class ServersController:
     def __init__(self, compute, db) -> None:
         """``compute``: lifecycle.compute.api.API; ``db``: Database."""
@@ -114,6 +139,7 @@ class ServersController:
         if filters is None:
             return []
         exact, regex = filters
+        window = _changes_window(req)
         if 'all_tenants' in req.GET:
             req.context.can(rule + ':get_all_tenants')
         else:
@@ -123,9 +149,9 @@ class ServersController:
         try:
             if not exact and not regex:
                 return self.compute.get_all(req.context, limit=limit,
-                                            marker=marker)
+                                            marker=marker, **window)
             found = [
-                inst for inst in self.compute.get_all(req.context)
+                inst for inst in self.compute.get_all(req.context, **window)
                 if all(getattr(inst, attr) in values
                        for attr, values in exact.items())
                 and all(pattern.search(getattr(inst, attr) or '')

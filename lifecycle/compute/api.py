@@ -14,6 +14,7 @@ here too (Nova's local delete): it has no host, and nothing but Cinder to
 clean up.
 """
 
+import datetime
 import socket
 import types
 
@@ -71,8 +72,13 @@ class API:
         return self.db.instance_get(instance_uuid)
 
     def get_all(self, context, *, limit: int | None = None,
-                marker: str | None = None) -> list[models.Instance]:
-        return self.db.instance_get_all(limit=limit, marker=marker)
+                marker: str | None = None,
+                changed_since: datetime.datetime | None = None,
+                changed_before: datetime.datetime | None = None
+                ) -> list[models.Instance]:
+        return self.db.instance_get_all(
+            limit=limit, marker=marker, changed_since=changed_since,
+            changed_before=changed_before)
 
     # -- create -------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 from lifecycle import storage_groups
 from tests.harness import client as harness_client
@@ -213,8 +214,14 @@ class Client(harness_client.Client):
             raise RuntimeError('GET hypervisors: %s %s' % (status, body))
         return body['hypervisors']
 
-    def servers_detail(self) -> list[dict]:
-        status, body = self.request('GET', '/servers/detail?limit=1000')
+    def servers_detail(self, changes_since: str | None = None
+                       ) -> list[dict]:
+        """Every server, or (``changes_since``, ISO 8601) those changed
+        since then, deleted ones included."""
+        path = '/servers/detail?limit=1000'
+        if changes_since:
+            path += '&changes-since=' + urllib.parse.quote(changes_since)
+        status, body = self.request('GET', path)
         if status != 200:
             raise RuntimeError('GET servers/detail: %s %s' % (status, body))
         return body['servers']
