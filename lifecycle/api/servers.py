@@ -29,8 +29,9 @@ _STATUS_TO_VM_STATES = {}
 for _vm_state, _status in states.STATUS.items():
     _STATUS_TO_VM_STATES.setdefault(_status, []).append(_vm_state)
 
-# Filters applied here (Nova lets the database do it); the other filter
-# names Nova knows are accepted and ignored, as Nova ignores those it strips.
+# Filters the database applies (exact) and this module applies (regex, as
+# Python reads them); the other filter names Nova knows are accepted and
+# ignored, as Nova ignores those it strips.
 _EXACT_FILTERS = {'uuid': 'uuid', 'vm_state': 'vm_state',
                   'task_state': 'task_state', 'host': 'host',
                   'user_id': 'user_id', 'project_id': 'project_id',
@@ -147,15 +148,18 @@ class ServersController:
             # whatever project filter it sent.
             exact['project_id'] = {req.context.project_id}
         try:
-            if not exact and not regex:
+            if not regex:
                 return self.compute.get_all(req.context, limit=limit,
-                                            marker=marker, **window)
+                                            marker=marker, exact=exact,
+                                            **window)
+            # Python's regular expressions are not the database's: these
+            # filters, and so the page, are applied here, to the rows the
+            # exact filters (the project among them) leave.
             found = [
-                inst for inst in self.compute.get_all(req.context, **window)
-                if all(getattr(inst, attr) in values
-                       for attr, values in exact.items())
-                and all(pattern.search(getattr(inst, attr) or '')
-                        for attr, pattern in regex.items())]
+                inst for inst in self.compute.get_all(req.context,
+                                                      exact=exact, **window)
+                if all(pattern.search(getattr(inst, attr) or '')
+                       for attr, pattern in regex.items())]
         except exception.InstanceNotFound:
             raise wsgi.Fault(400, 'marker [%s] not found' % marker) from None
         return page(found, limit, marker, lambda i: i.uuid)

@@ -17,6 +17,7 @@ clean up.
 import datetime
 import socket
 import types
+from collections.abc import Iterable, Mapping
 
 from oslo_log import log as logging
 from oslo_utils import uuidutils
@@ -74,11 +75,13 @@ class API:
     def get_all(self, context, *, limit: int | None = None,
                 marker: str | None = None,
                 changed_since: datetime.datetime | None = None,
-                changed_before: datetime.datetime | None = None
+                changed_before: datetime.datetime | None = None,
+                exact: Mapping[str, Iterable[str]] | None = None
                 ) -> list[models.Instance]:
+        """``exact``: instance column -> the values it may have."""
         return self.db.instance_get_all(
             limit=limit, marker=marker, changed_since=changed_since,
-            changed_before=changed_before)
+            changed_before=changed_before, exact=exact)
 
     # -- create -------------------------------------------------------------
 

@@ -140,9 +140,16 @@ class Instance(TimestampMixin, Base):
     shelved_offloaded); the flavor's sizes are copied in so that later flavor
     changes do not change what an instance has claimed."""
     __tablename__ = 'instances'
+    # The API's listings: a project's servers newest first, and the
+    # servers changed since a time (updated_at, or created_at for those
+    # never updated).
     __table_args__ = (sa.Index('instances_host_vm_state_idx', 'host',
                                'vm_state'),
-                      sa.Index('instances_deleted_at_idx', 'deleted_at'))
+                      sa.Index('instances_deleted_at_idx', 'deleted_at'),
+                      sa.Index('instances_project_id_deleted_at_idx',
+                               'project_id', 'deleted_at'),
+                      sa.Index('instances_created_at_idx', 'created_at'),
+                      sa.Index('instances_updated_at_idx', 'updated_at'))
 
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
     uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36), unique=True)
