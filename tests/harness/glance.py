@@ -62,7 +62,10 @@ GLANCE_VERSION = '33.0.0'
 GUNICORN_VERSION = '27.0.1'
 REQUIREMENTS = ('glance==%s' % GLANCE_VERSION,
                 'gunicorn==%s' % GUNICORN_VERSION,
-                'SQLAlchemy<2.1')
+                'SQLAlchemy<2.1',
+                # For a Glance on PostgreSQL (the benchmark's, see
+                # GlanceServer's ``database``).
+                'psycopg2-binary==2.9.13')
 
 VENV_ROOT = os.environ.get('LIFECYCLE_GLANCE_VENV_ROOT',
                            '/var/tmp/lifecycle-glance-venv')
@@ -86,8 +89,14 @@ def free_port() -> int:
 class GlanceServer:
     """One Glance API process tree (gunicorn master + worker)."""
 
-    def __init__(self, python: str, workdir: str) -> None:
+    def __init__(self, python: str, workdir: str,
+                 database: str | None = None) -> None:
+        """``database``: Glance's ``[database] connection`` (default a
+        SQLite file in ``workdir``: enough for the tests, but its single
+        write lock fails uploads run several at once with 'database is
+        locked')."""
         self.python = python
+        self.database = database or 'sqlite:///%s/glance.sqlite' % workdir
         self.bindir = os.path.dirname(python)
         self.workdir = workdir
         self.conf_dir = os.path.join(workdir, 'etc')
@@ -124,7 +133,7 @@ class GlanceServer:
             image_cache_dir = {w}/cache
 
             [database]
-            connection = sqlite:///{w}/glance.sqlite
+            connection = {database}
 
             [paste_deploy]
             flavor =
@@ -145,7 +154,7 @@ class GlanceServer:
 
             [os_glance_tasks_store]
             filesystem_store_datadir = {w}/tasks
-            """).format(w=w, paste=paste)
+            """).format(w=w, paste=paste, database=self.database)
         with open(os.path.join(self.conf_dir, 'glance-api.conf'), 'w') as f:
             f.write(conf)
 

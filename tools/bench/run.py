@@ -84,7 +84,9 @@ class Options:
 
     def start_glance(self, workdir: str):
         from tools.bench import glance
-        return glance.RunningGlance(workdir)
+        # Several uploads at once (storage_upload_parallel) need a
+        # registry that takes concurrent writes.
+        return glance.RunningGlance(workdir, postgresql=self.postgresql)
 
 
 def _parser() -> argparse.ArgumentParser:
