@@ -88,8 +88,22 @@ def clean_env(**extra: str) -> dict:
 
 
 def failure_summary(detail: str, tail: int = 6000) -> str:
-    """A failed case's ERROR log lines (the compute's own exception is
-    often far above the test's traceback), then the end of its output."""
-    errors = [line for line in detail.splitlines()
-              if ' ERROR ' in line or 'Error: ' in line][:40]
-    return '\n'.join(errors + ['...'] + [detail[-tail:]])
+    """A failed case's first ERROR log records with their tracebacks (the
+    compute's own exception is often far above the test's traceback, and
+    a race is read from its frames), then the end of its output."""
+    lines = detail.splitlines()
+    picked = []
+    records = 0
+    for index, line in enumerate(lines):
+        if ' ERROR ' not in line:
+            continue
+        records += 1
+        if records > 3:
+            break
+        picked.append(line)
+        # The record's traceback: the lines up to the next log record.
+        for following in lines[index + 1:index + 80]:
+            if following[:4].isdigit() and ' [' in following:
+                break
+            picked.append(following)
+    return '\n'.join(picked + ['...'] + [detail[-tail:]])
