@@ -447,8 +447,17 @@ class LibvirtDriver:
 
         def _do(conn: libvirt.virConnect) -> None:
             dom = _lookup(conn, uuid)
-            if dom is None or not dom.isPersistent():
+            if dom is None:
                 return
+            try:
+                if not dom.isPersistent():
+                    return
+            except libvirt.libvirtError as exc:
+                # Undefined by someone else (a delete still running) since
+                # the lookup: what was asked for is done.
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return
+                raise
             for flags in _UNDEFINE_FLAGS:
                 try:
                     dom.undefineFlags(flags)

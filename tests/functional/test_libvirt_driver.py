@@ -203,6 +203,24 @@ def test_undefine_keeps_disk(drv, observer, disk, host):
     assert _digest(disk) == before
 
 
+def test_undefine_of_a_domain_removed_meanwhile_is_a_no_op(
+        drv, observer, disk, host, monkeypatch):
+    """A delete still running undefines the domain between undefine's
+    lookup and its isPersistent() (stop 31's CI, at a test's teardown).
+    The handle is a real one of a domain that is really gone; only the
+    moment is arranged, by handing undefine that handle as its lookup."""
+    spec = _spec(disk, host)
+    drv.spawn(spec)
+    stale = observer.lookupByUUIDString(spec.uuid)
+    _remove_domain(observer, spec.uuid)
+    with pytest.raises(libvirt.libvirtError):
+        stale.isPersistent()  # the failure the driver must absorb
+    monkeypatch.setattr(driver, '_lookup', lambda conn, uuid: stale)
+    drv.undefine(spec.uuid)
+    with pytest.raises(libvirt.libvirtError):
+        observer.lookupByUUIDString(spec.uuid)
+
+
 def test_list_instance_uuids_by_host(drv, observer, disk, host):
     other = host + '-other'
     mine = sorted(_spec(disk, host).uuid for _ in range(2))
