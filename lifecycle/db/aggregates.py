@@ -37,6 +37,27 @@ def _membership_queries(of_hosts: bool) -> tuple:
     return aggs_q, members_q, meta_q
 
 
+
+@functools.cache
+def _aggregate_fingerprint_query() -> sa.Select:
+    """The statement of :meth:`AggregatesMixin.aggregate_fingerprint`,
+    built once (the scheduler's host state cache runs it before every
+    boot's decision): one statement, one round trip."""
+    agg = models.Aggregate.__table__
+    member = models.AggregateHost.__table__
+    meta = models.AggregateMetadata.__table__
+
+    def scalar(*columns):
+        return [sa.select(column).scalar_subquery() for column in columns]
+
+    return sa.select(
+        *scalar(sa.func.count(agg.c.id), sa.func.max(agg.c.id),
+                sa.func.max(sa.func.coalesce(agg.c.updated_at,
+                                             agg.c.created_at))),
+        *scalar(sa.func.count(member.c.id), sa.func.max(member.c.id),
+                sa.func.sum(member.c.aggregate_id)),
+        *scalar(sa.func.count(meta.c.id), sa.func.max(meta.c.id)))
+
 class AggregatesMixin:
     """Part of :class:`lifecycle.db.api.Database`."""
 
@@ -435,22 +456,8 @@ class AggregatesMixin:
         host or metadata row always has a new id; a changed metadata value
         is a new row) and the last change time (every change sets the
         aggregate's ``updated_at`` under the aggregate lock)."""
-        agg = models.Aggregate
-        member = models.AggregateHost
-        meta = models.AggregateMetadata
-        def scalar(*columns):
-            return [sa.select(column).scalar_subquery() for column in columns]
-
-        # One statement, one round trip.
-        query = sa.select(
-            *scalar(sa.func.count(agg.id), sa.func.max(agg.id),
-                    sa.func.max(sa.func.coalesce(agg.updated_at,
-                                                 agg.created_at))),
-            *scalar(sa.func.count(member.id), sa.func.max(member.id),
-                    sa.func.sum(member.aggregate_id)),
-            *scalar(sa.func.count(meta.id), sa.func.max(meta.id)))
         with self._reading(session) as reader:
-            row = reader.execute(query).one()
+            row = reader.execute(_aggregate_fingerprint_query()).one()
         # Plain ints for the sums (drivers may return Decimal).
         return (*row[:5], int(row[5] or 0), *row[6:])
 
