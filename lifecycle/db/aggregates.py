@@ -37,7 +37,6 @@ def _membership_queries(of_hosts: bool) -> tuple:
     return aggs_q, members_q, meta_q
 
 
-
 @functools.cache
 def _aggregate_fingerprint_query() -> sa.Select:
     """The statement of :meth:`AggregatesMixin.aggregate_fingerprint`,
@@ -57,6 +56,7 @@ def _aggregate_fingerprint_query() -> sa.Select:
         *scalar(sa.func.count(member.c.id), sa.func.max(member.c.id),
                 sa.func.sum(member.c.aggregate_id)),
         *scalar(sa.func.count(meta.c.id), sa.func.max(meta.c.id)))
+
 
 class AggregatesMixin:
     """Part of :class:`lifecycle.db.api.Database`."""
