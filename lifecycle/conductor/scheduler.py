@@ -26,7 +26,6 @@ every node afresh would.
 """
 
 import datetime
-import itertools
 import threading
 import time
 
@@ -71,11 +70,6 @@ def _up_cutoff() -> datetime.datetime:
         seconds=CONF.compute.service_down_time)
 
 
-def _is_up(row, cutoff: datetime.datetime) -> bool:
-    return (not row.disabled and row.last_seen_at is not None and
-            row.last_seen_at >= cutoff)
-
-
 def _weighted(row, columns) -> list[int]:
     """``id * column`` of one compute node row, as compute_node_fingerprint
     sums them."""
@@ -89,18 +83,21 @@ class HostStateCache:
     Before each use, one transaction reads two fingerprints (single-row
     aggregate queries, ``Database.aggregate_fingerprint`` and
     ``compute_node_fingerprint``) that tell whether aggregates or compute
-    nodes changed since the last use. Aggregates, which change rarely, are
-    then re-read whole. Of the compute nodes, only the rows written at or
-    after the last write already seen (minus ``MARGIN``, for writes that
-    commit a little out of timestamp order, and MySQL's whole seconds) are
-    re-read; the cache then checks its own id-weighted sums of the usage
-    and capacity columns against the fingerprint's, and reads every node
-    when they differ (a write the re-read missed) -- as it does when a node
-    was added or removed, and every ``FULL_REFRESH`` seconds. Host states
-    are replaced, never changed in place, so a request still filtering the
-    previous list is not disturbed. The claim stays the database's
-    conditional UPDATE: a host state that is stale in spite of all this
-    costs a claim retry, never an overcommitted host.
+    nodes changed since the last use; the second also gives the ids of the
+    nodes that are down (disabled, or no heartbeat within ``[compute]
+    service_down_time``), which decides which entries are returned.
+    Aggregates, which change rarely, are then re-read whole. Of the compute
+    nodes, only the rows written at or after the last write already seen
+    (minus ``MARGIN``, for writes that commit a little out of timestamp
+    order, and MySQL's whole seconds) are re-read -- a heartbeat alone is
+    not such a write; the cache then checks its own id-weighted sums of the
+    usage and capacity columns against the fingerprint's, and reads every
+    node when they differ (a write the re-read missed) -- as it does when a
+    node was added or removed, and every ``FULL_REFRESH`` seconds. Host
+    states are replaced, never changed in place, so a request still
+    filtering the previous list is not disturbed. The claim stays the
+    database's conditional UPDATE: a host state that is stale in spite of
+    all this costs a claim retry, never an overcommitted host.
     """
 
     MARGIN = datetime.timedelta(seconds=2)
@@ -118,52 +115,32 @@ class HostStateCache:
         self._entries: list[tuple] = []
         self._index: dict[str, int] = {}
         self._sums: list[int] = []
-        # Whether each entry is up, for the entries _flags_of.
-        self._flags: list[bool] = []
-        self._flags_of: list[tuple] | None = None
-        self._flags_down_time: int | None = None
-        self._oldest_up: datetime.datetime | None = None
+        # The up host states of _up_of (entries) without the _down ids.
+        self._up: list[host_state.HostState] = []
+        self._up_of: list[tuple] | None = None
+        self._down: frozenset[int] = frozenset()
         self.full_loads = 0
+        self.rows_reread = 0
 
     def up_host_states(self) -> list[host_state.HostState]:
         """Host states of enabled hosts seen within service_down_time."""
         with self._lock:
             with self.db.session(readonly=True) as session:
-                self._refresh(session)
-            return self._up_states()
+                down = self._refresh(session)
+            if self._up_of is not self._entries or down != self._down:
+                self._up = [state for state, row in self._entries
+                            if row.id not in down]
+                self._up_of, self._down = self._entries, down
+            return list(self._up)
 
-    def _up_states(self) -> list[host_state.HostState]:
-        """The up hosts of the cache's entries, by their up flags.
-
-        The flags are worked out for every entry only after a full load,
-        a change of ``service_down_time``, or once the host seen longest
-        ago falls behind the cutoff; ``_load_changed`` sets those of the
-        rows it re-reads. Between those the answer cannot change: a host
-        down or disabled comes back only through a write, which is
-        re-read. Testing 10,000 rows at each request cost more than the
-        rest of the refresh."""
-        down_time = CONF.compute.service_down_time
-        cutoff = _up_cutoff()
-        if (self._flags_of is not self._entries or
-                self._flags_down_time != down_time or
-                self._oldest_up is not None and cutoff > self._oldest_up):
-            self._flags = [_is_up(row, cutoff) for _state, row in
-                           self._entries]
-            self._oldest_up = min(
-                (row.last_seen_at for (_state, row), up in
-                 zip(self._entries, self._flags, strict=True) if up),
-                default=None)
-            self._flags_of = self._entries
-            self._flags_down_time = down_time
-        return [state for state, _row in
-                itertools.compress(self._entries, self._flags)]
-
-    def _refresh(self, session) -> None:
+    def _refresh(self, session) -> frozenset[int]:
         """Bring the cache up to date, reading in ``session`` (one
-        transaction: a consistent picture, one BEGIN/COMMIT)."""
+        transaction: a consistent picture, one BEGIN/COMMIT); the ids of
+        the nodes that are down."""
         full = time.monotonic() - self._loaded_at > self.FULL_REFRESH
         aggregate_fp = self.db.aggregate_fingerprint(session=session)
-        node_fp = self.db.compute_node_fingerprint(session=session)
+        node_fp, down = self.db.compute_node_fingerprint(_up_cutoff(),
+                                                         session=session)
         if full or aggregate_fp != self._aggregate_fp:
             self._by_host = _aggregates_by_host(
                 self.db.aggregate_memberships(session=session))
@@ -173,18 +150,16 @@ class HostStateCache:
             self._load_all(node_fp, session)
         elif node_fp != self._node_fp:
             self._load_changed(node_fp, session)
+        return down
 
     def _load_changed(self, node_fp: tuple, session) -> None:
         since = self._node_fp[2]
         rows = self.db.compute_node_states(
             changed_since=since - self.MARGIN if since else None,
             session=session)
+        self.rows_reread += len(rows)
         entries = list(self._entries)
         sums = list(self._sums)
-        flags = (list(self._flags) if self._flags_of is self._entries
-                 else None)
-        cutoff = _up_cutoff()
-        oldest_up = self._oldest_up
         for row in rows:
             index = self._index.get(row.host)
             if index is None:  # replaced meanwhile
@@ -193,20 +168,15 @@ class HostStateCache:
             old = entries[index][1]
             if row == old:
                 # Re-read only because it falls within MARGIN: in a burst
-                # (or right after hosts were added) most rows of the window
-                # are ones the cache already holds, and rebuilding their
-                # host states cost more than the query.
+                # most rows of the window are ones the cache already
+                # holds, and rebuilding their host states cost more than
+                # the query.
                 continue
             sums = [total + new - before for total, new, before in zip(
                 sums, _weighted(row, self._columns),
                 _weighted(old, self._columns), strict=True)]
             entries[index] = (
                 _host_state(row, self._by_host.get(row.host, [])), row)
-            if flags is not None:
-                flags[index] = _is_up(row, cutoff)
-                if flags[index] and (oldest_up is None or
-                                     row.last_seen_at < oldest_up):
-                    oldest_up = row.last_seen_at
         if tuple(sums) != node_fp[3:3 + len(sums)]:
             LOG.debug('Host state cache: a write older than %s was missed; '
                       'reading every compute node', since - self.MARGIN)
@@ -217,12 +187,6 @@ class HostStateCache:
         self._entries = entries
         self._sums = sums
         self._node_fp = node_fp
-        if flags is not None:
-            # oldest_up may now be older than any up host (its row was
-            # re-read): the flags are then worked out again a little
-            # early, never too late.
-            self._flags, self._flags_of = flags, entries
-            self._oldest_up = oldest_up
 
     def _load_all(self, node_fp: tuple, session) -> None:
         rows = self.db.compute_node_states(session=session)

@@ -70,8 +70,28 @@ def _node_fingerprint_query(columns: tuple[str, ...]) -> sa.Select:
         sums.append(sa.func.sum(weight * column))
     sums += [sa.func.sum(node.c.id * node.c.cpu_allocation_ratio),
              sa.func.sum(node.c.id * node.c.ram_allocation_ratio)]
+    down = sa.or_(node.c.disabled.is_(True), node.c.last_seen_at.is_(None),
+                  node.c.last_seen_at < sa.bindparam('up_since'))
+    # The ids of the down nodes, in the same scan: usually none or a few.
+    # Their count and sum tell a list that MySQL's group_concat_max_len
+    # (1,024 bytes by default there) cut short.
+    down_ids = [
+        sa.func.count(sa.case((down, node.c.id), else_=sa.null())),
+        sa.func.sum(sa.case((down, weight), else_=0)),
+        sa.func.aggregate_strings(
+            sa.case((down, sa.cast(node.c.id, sa.String(20))),
+                    else_=sa.null()), ',')]
     return sa.select(sa.func.count(node.c.id), sa.func.max(node.c.id),
-                     sa.func.max(_changed_at()), *sums)
+                     sa.func.max(_changed_at()), *sums, *down_ids)
+
+
+@functools.cache
+def _down_nodes_query() -> sa.Select:
+    """The ids of the down nodes alone (see _node_fingerprint_query)."""
+    node = models.ComputeNode.__table__
+    return sa.select(node.c.id).where(sa.or_(
+        node.c.disabled.is_(True), node.c.last_seen_at.is_(None),
+        node.c.last_seen_at < sa.bindparam('up_since')))
 
 
 def _claim_statements() -> tuple:
@@ -116,17 +136,35 @@ class HostsMixin:
                             values: dict) -> models.ComputeNode:
         """Create or refresh a host's capacity and heartbeat.
 
-        Usage counters are never written here: only claims change them.
+        Usage counters are never written here: only claims change them. A
+        report that changes nothing but the heartbeat (``last_seen_at``)
+        leaves ``updated_at`` as it was: a compute node's ``updated_at``
+        says when something the scheduler keeps in its host states last
+        changed, and HostStateCache re-reads the rows written since its
+        last read -- with every host heartbeating every ``[compute]
+        report_interval`` seconds, that was 20 % of all rows at each
+        decision. Up or down is read from ``last_seen_at`` at each decision
+        instead (:meth:`compute_node_fingerprint`).
         """
-        values = dict(values, last_seen_at=models.utcnow())
+        now = models.utcnow()
+        table = models.ComputeNode.__table__
         with self.session() as session:
             node = session.scalars(sa.select(models.ComputeNode).where(
                 models.ComputeNode.host == host)).first()
             if node is None:
-                node = models.ComputeNode(host=host, **values)
+                node = models.ComputeNode(host=host, last_seen_at=now,
+                                          **values)
                 session.add(node)
+            elif all(getattr(node, key) == value
+                     for key, value in values.items()):
+                # Naming updated_at in the SET clause keeps its onupdate
+                # from firing.
+                session.execute(
+                    sa.update(table).where(table.c.id == node.id)
+                    .values(last_seen_at=now, updated_at=table.c.updated_at))
+                orm.attributes.set_committed_value(node, 'last_seen_at', now)
             else:
-                for key, value in values.items():
+                for key, value in dict(values, last_seen_at=now).items():
                     setattr(node, key, value)
         return node
 
@@ -134,7 +172,9 @@ class HostsMixin:
         """Record what ``host`` measured of its storage group's storage
         (``storage_*`` columns; ``storage_reported_at`` is set here)."""
         node = models.ComputeNode
-        values = dict(values, storage_reported_at=models.utcnow())
+        values = dict(values, storage_reported_at=models.utcnow(),
+                      # nothing the scheduler reads (see compute_node_report)
+                      updated_at=node.updated_at)
         with self.session() as session:
             session.execute(sa.update(node).where(node.host == host)
                             .values(**values))
@@ -226,23 +266,37 @@ class HostsMixin:
                            'memory_mb_used', 'reserved_memory_mb',
                            'disabled')
 
-    def compute_node_fingerprint(self, session: orm.Session | None = None
-                                 ) -> tuple:
-        """A cheap summary of compute_nodes that changes when a node is
-        added or removed, claimed, released, reported, disabled or enabled:
-        (count, max id, last write, then ``sum(id * column)`` for each of
+    def compute_node_fingerprint(self, up_since: datetime.datetime,
+                                 session: orm.Session | None = None
+                                 ) -> tuple[tuple, frozenset[int]]:
+        """A cheap summary of compute_nodes, and the ids of the nodes that
+        are down, in one scan.
+
+        The summary changes when a node is added or removed, claimed,
+        released, disabled or enabled, or reports a new capacity (not at a
+        heartbeat alone; see :meth:`compute_node_report`): (count, max id,
+        last write, then ``sum(id * column)`` for each of
         FINGERPRINT_COLUMNS (disabled as 0/1) -- weighted by id so that a
         claim on one host and a release on another do not cancel out --
         then the id-weighted sums of the two allocation ratios). Timestamps
-        alone would not do: MySQL's have whole seconds."""
+        alone would not do: MySQL's have whole seconds. Down: disabled, or
+        not seen at or after ``up_since``.
+        """
+        params = {'up_since': up_since}
         with self._reading(session) as reader:
             row = reader.execute(
-                _node_fingerprint_query(self.FINGERPRINT_COLUMNS)).one()
+                _node_fingerprint_query(self.FINGERPRINT_COLUMNS),
+                params).one()
+            down_count, down_sum, listed = row[-3:]
+            down = frozenset(int(i) for i in (listed or '').split(',') if i)
+            if len(down) != down_count or sum(down) != int(down_sum or 0):
+                down = frozenset(reader.scalars(_down_nodes_query(), params))
         # Plain ints (drivers may return Decimal) for comparisons with the
         # sums the cache keeps; the ratio sums stay as the database gives.
         n = len(self.FINGERPRINT_COLUMNS)
-        return (row[0], row[1], row[2],
-                *(int(v or 0) for v in row[3:3 + n]), *row[3 + n:])
+        fingerprint = (row[0], row[1], row[2],
+                       *(int(v or 0) for v in row[3:3 + n]), *row[3 + n:-3])
+        return fingerprint, down
 
     def claim(self, instance_uuid: str, host: str) -> None:
         """Claim the instance's vCPU and RAM on ``host``, atomically.

@@ -166,17 +166,16 @@ def test_storage_group_read_same_as_filtering_every_host(dbs):
 
 
 def test_a_host_that_stops_reporting_drops_out_with_no_write(dbs):
-    """Time alone takes a host out: the cache's up flags are worked out
-    again once the host seen longest ago falls behind the cutoff, and
-    when ``service_down_time`` changes -- nothing is written meanwhile,
-    so nothing else would tell the cache."""
+    """Time alone takes a host out: the down hosts come with the
+    fingerprint, for the cutoff of each request -- nothing is written
+    meanwhile, so nothing else would tell the cache."""
     ours, theirs = dbs
     for host in ('h0', 'h1', 'h2'):
         _report(theirs, host)
     scheduler = scheduler_mod.Scheduler(ours)
     assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
     time.sleep(1.1)
-    _report(theirs, 'h1')  # re-read alone; its flag set by _load_changed
+    _report(theirs, 'h1')  # a heartbeat alone: nothing re-read
     assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
     assert scheduler.host_states.full_loads == 1
 
@@ -197,3 +196,74 @@ def test_a_host_that_stops_reporting_drops_out_with_no_write(dbs):
         timeutils.clear_time_override()
         CONF.clear_override('service_down_time', group='compute')
     assert scheduler.host_states.full_loads == 1
+
+
+def test_heartbeats_are_not_re_read_yet_bring_a_host_back(dbs):
+    """A report that changes nothing but the heartbeat leaves the row's
+    ``updated_at`` alone, so the cache re-reads no row for it (with every
+    host heartbeating every report_interval, that was a fifth of all rows
+    at each decision); a host that was down is back at its first heartbeat
+    all the same, and a report of a new capacity is re-read."""
+    ours, theirs = dbs
+    for host in ('h0', 'h1', 'h2'):
+        _report(theirs, host)
+    scheduler = scheduler_mod.Scheduler(ours)
+    cache = scheduler.host_states
+    assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
+    before = {row.host: row for row in ours.compute_node_states()}
+    time.sleep(1.1)  # MySQL's whole seconds
+    _report(theirs, 'h1')
+    after = {row.host: row for row in ours.compute_node_states()}
+    assert after['h1'].changed_at == before['h1'].changed_at
+    assert after['h1'].last_seen_at > before['h1'].last_seen_at
+    assert [s.host for s in scheduler.up_host_states()] == ['h0', 'h1', 'h2']
+    assert cache.rows_reread == 0
+
+    down_time = CONF.compute.service_down_time
+    CONF.set_override('service_down_time', 1, group='compute')
+    try:
+        time.sleep(1.1)
+        assert scheduler.up_host_states() == []
+        _report(theirs, 'h2')  # back, by a heartbeat alone
+        assert [s.host for s in scheduler.up_host_states()] == ['h2']
+        assert _view(scheduler.up_host_states()) == _view(_fresh(ours))
+    finally:
+        CONF.set_override('service_down_time', down_time, group='compute')
+    assert cache.rows_reread == 0
+
+    _report(theirs, 'h0', vcpus=8)
+    states = scheduler.up_host_states()
+    assert _view(states) == _view(_fresh(ours))
+    assert [s.vcpus_total for s in states if s.host == 'h0'] == [8]
+    assert cache.rows_reread >= 1
+    assert cache.full_loads == 1
+
+
+def test_down_hosts_past_mysqls_group_concat_limit(dbs, url):
+    """The down nodes' ids come as one group_concat string, which MySQL cuts
+    at group_concat_max_len: the count and sum that come with it tell, and
+    the ids are then read on their own. The limit is lowered for this
+    connection so that three ids are past it."""
+    if not url.startswith('mysql'):
+        pytest.skip('group_concat_max_len is MySQL/MariaDB only')
+    ours, theirs = dbs
+    for host in ('h0', 'h1', 'h2', 'h3'):
+        _report(theirs, host)
+    ours.engine.dispose()
+    sa.event.listen(ours.engine, 'connect', lambda conn, _record: (
+        conn.cursor().execute('SET SESSION group_concat_max_len = 4')))
+    scheduler = scheduler_mod.Scheduler(ours)
+    assert [s.host for s in scheduler.up_host_states()] == [
+        'h0', 'h1', 'h2', 'h3']
+    down_time = CONF.compute.service_down_time
+    CONF.set_override('service_down_time', 1, group='compute')
+    try:
+        time.sleep(1.1)
+        _report(theirs, 'h3')
+        ids = {row.host: row.id for row in ours.compute_node_states()}
+        _fp, down = ours.compute_node_fingerprint(
+            scheduler_mod._up_cutoff())
+        assert down == {ids['h0'], ids['h1'], ids['h2']}
+        assert [s.host for s in scheduler.up_host_states()] == ['h3']
+    finally:
+        CONF.set_override('service_down_time', down_time, group='compute')

@@ -16,20 +16,30 @@ hosts (one aggregate each, ``storage_group`` metadata). Requests:
 * **boot**: an instance with no hints (every host passes the filters and
   is weighed).
 
-Each claim is released afterwards (untimed) so every request sees the same
-hosts. Databases: a SQLite file and a fresh PostgreSQL database. Breakdown
-per request: the host states (``up_host_states``: the scheduler's
-HostStateCache brought up to date, for boot; ``up_host_states_of``: the
-storage group's hosts read afresh, for unshelve), the rest of
-``select_destinations`` (filters + weighers + sort), the claim. For
-reference: filter + weigh alone over host states built once in memory;
-the "commit floor", a write transaction that changes nothing (no claim
-that is durable in the database can cost less); and the cold load, the
-first ``up_host_states`` of a new scheduler (every host read).
-``[compute] service_down_time`` is raised for the run so that the hosts,
-which report no heartbeat here, stay up.
+The cloud is in its steady state: the hosts registered an hour before,
+each last heard from at a random moment of the last ``[compute]
+report_interval``, and heartbeating on: before each request (untimed),
+the heartbeats due by then go through ``Database.compute_node_report``,
+as the compute services send them -- ``hosts / report_interval`` per
+second of the scheduler's own time (the time spent writing them left
+out, as other processes write them in a real cloud), and, before the
+first request, the ``HostStateCache.MARGIN`` seconds' worth that a real
+cloud would have just written. Each claim is released afterwards
+(untimed) so every request sees the same hosts. Databases: a SQLite file
+and a fresh PostgreSQL database. Breakdown per request: the host states
+(``up_host_states``: the scheduler's HostStateCache brought up to date,
+for boot; ``up_host_states_of``: the storage group's hosts read afresh,
+for unshelve), the rest of ``select_destinations`` (filters + weighers +
+sort), the claim. For reference: filter + weigh alone over host states
+built once in memory; the "commit floor", a write transaction that
+changes nothing (no claim that is durable in the database can cost less);
+and the cold load, the first ``up_host_states`` of a new scheduler (every
+host read). ``[compute] service_down_time`` is raised for the run: the
+heartbeats follow the requests' clock, which runs slower than the wall
+clock, and no host may drop out for that.
 """
 
+import datetime
 import os
 import random
 import shutil
@@ -52,20 +62,28 @@ GROUP_SIZE = 20
 TARGETS_MS = {1000: 3.0, 10000: 30.0}
 
 
+def _capacity(host: str) -> dict:
+    """What each host reports at every heartbeat (the same each time)."""
+    return {'hypervisor_hostname': host, 'hypervisor_type': 'QEMU',
+            'storage_path': '/srv/%s' % host, 'vcpus': 64,
+            'memory_mb': 262144, 'reserved_memory_mb': 512,
+            'cpu_allocation_ratio': 4.0, 'ram_allocation_ratio': 1.0}
+
+
 def _populate(db, hosts: int, requests: int, rng: random.Random) -> dict:
     now = models.utcnow()
+    interval = CONF.compute.report_interval
     host_names = ['node-%05d' % i for i in range(hosts)]
     rows = []
     for name in host_names:
         vcpus_used = rng.randint(0, 48)
-        rows.append({
-            'host': name, 'hypervisor_hostname': name,
-            'hypervisor_type': 'QEMU', 'storage_path': '/srv/%s' % name,
-            'vcpus': 64, 'memory_mb': 262144, 'reserved_memory_mb': 512,
-            'cpu_allocation_ratio': 4.0, 'ram_allocation_ratio': 1.0,
-            'vcpus_used': vcpus_used, 'memory_mb_used': vcpus_used * 2048,
-            'running_vms': vcpus_used, 'disabled': False,
-            'last_seen_at': now, 'created_at': now})
+        rows.append(dict(
+            _capacity(name), host=name,
+            vcpus_used=vcpus_used, memory_mb_used=vcpus_used * 2048,
+            running_vms=vcpus_used, disabled=False,
+            last_seen_at=now - datetime.timedelta(
+                seconds=rng.uniform(0, interval)),
+            created_at=now - datetime.timedelta(hours=1)))
     groups = {}
     with db.session() as session:
         session.execute(sa.insert(models.ComputeNode), rows)
@@ -132,6 +150,28 @@ class _TimedScheduler(scheduler_mod.Scheduler):
             self.last_states_seconds = time.perf_counter() - t0
 
 
+class _Heartbeats:
+    """The compute hosts' heartbeats, at their real rate on the clock of
+    the requests: ``hosts / report_interval`` per second of it, hosts in
+    turn (a random order)."""
+
+    def __init__(self, db, hosts: list[str], rng: random.Random) -> None:
+        self.db = db
+        self.hosts = list(hosts)
+        rng.shuffle(self.hosts)
+        self.rate = len(hosts) / CONF.compute.report_interval
+        self.sent = 0
+        self.clock = 0.0
+
+    def advance(self, seconds: float) -> None:
+        """Send the heartbeats due after ``seconds`` more of the clock."""
+        self.clock += seconds
+        while self.sent < int(self.rate * self.clock):
+            host = self.hosts[self.sent % len(self.hosts)]
+            self.db.compute_node_report(host, _capacity(host))
+            self.sent += 1
+
+
 def _decide(scheduler, conductor, db, instance_uuid: str) -> tuple:
     """One decision as the conductor makes it; (host, t0, t1, t2)."""
     instance = db.instance_get(instance_uuid)
@@ -145,14 +185,17 @@ def _decide(scheduler, conductor, db, instance_uuid: str) -> tuple:
     return instance, host, t0, t1, t2
 
 
-def _measure(db, instances: list[str]) -> dict:
+def _measure(db, instances: list[str], heartbeats: _Heartbeats) -> dict:
     scheduler = _TimedScheduler(db)
     conductor = conductor_manager.ConductorManager(db, None, scheduler)
     total, states, rest, claim, in_memory = [], [], [], [], []
     cached = scheduler.up_host_states()
+    heartbeats.advance(scheduler.host_states.MARGIN.total_seconds())
+    sent = heartbeats.sent
     for instance_uuid in instances:
         instance, host, t0, t1, t2 = _decide(scheduler, conductor, db,
                                              instance_uuid)
+        heartbeats.advance(t2 - t0)
         total.append(t2 - t0)
         states.append(scheduler.last_states_seconds)
         rest.append(t1 - t0 - scheduler.last_states_seconds)
@@ -172,6 +215,9 @@ def _measure(db, instances: list[str]) -> dict:
         'filter_weigh_in_memory_ms': common.summary(
             [t * 1000 for t in in_memory]),
         'claim_retries': conductor.stats.get('claim_retries', 0),
+        'heartbeats_during': heartbeats.sent - sent,
+        # (None: a HostStateCache that does not count them)
+        'rows_reread': getattr(scheduler.host_states, 'rows_reread', None),
     }
     for key in list(result):
         if key.endswith('_ms'):
@@ -334,8 +380,11 @@ def run(opts) -> dict:
                     instances = _populate(db, hosts, requests,
                                           random.Random(hosts))
                     populate = time.monotonic() - t0
+                    heartbeats = _Heartbeats(
+                        db, [r.host for r in db.compute_node_states()],
+                        random.Random(hosts))
                     for kind in ('unshelve', 'boot'):
-                        measured = _measure(db, instances[kind])
+                        measured = _measure(db, instances[kind], heartbeats)
                         measured.update(database=backend, hosts=hosts,
                                         request=kind,
                                         populate_seconds=populate)
@@ -357,7 +406,8 @@ def run(opts) -> dict:
                             '  %s %5d hosts %-8s p50 %.2f ms p99 %.2f ms '
                             '(host states %.2f, filter+weigh %.2f, claim '
                             '%.2f, commit floor %.2f; in memory %.2f; '
-                            'cold host states %.1f)',
+                            'cold host states %.1f; %d heartbeats, %s rows '
+                            're-read)',
                             backend, hosts, kind,
                             measured['decision_ms']['median'],
                             measured['decision_ms']['p99'],
@@ -366,7 +416,9 @@ def run(opts) -> dict:
                             measured['claim_ms']['median'],
                             measured['commit_floor_ms']['median'],
                             measured['filter_weigh_in_memory_ms']['median'],
-                            measured['cold_host_states_ms'])
+                            measured['cold_host_states_ms'],
+                            measured['heartbeats_during'],
+                            measured['rows_reread'])
                 finally:
                     db.dispose()
     finally:
