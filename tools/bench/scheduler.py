@@ -24,8 +24,9 @@ as the compute services send them -- ``hosts / report_interval`` per
 second of the scheduler's own time (the time spent writing them left
 out, as other processes write them in a real cloud), and, before the
 first request, the ``HostStateCache.MARGIN`` seconds' worth that a real
-cloud would have just written. Each claim is released afterwards
-(untimed) so every request sees the same hosts. Databases: a SQLite file
+cloud would have just written; a process of their own writes them.
+Each claim is released afterwards (untimed) so every request sees the
+same hosts. Databases: a SQLite file
 and a fresh PostgreSQL database. Breakdown per request: the host states
 (``up_host_states``: the scheduler's HostStateCache brought up to date,
 for boot; ``up_host_states_of``: the storage group's hosts read afresh,
@@ -40,6 +41,7 @@ clock, and no host may drop out for that.
 """
 
 import datetime
+import multiprocessing
 import os
 import random
 import shutil
@@ -153,23 +155,49 @@ class _TimedScheduler(scheduler_mod.Scheduler):
 class _Heartbeats:
     """The compute hosts' heartbeats, at their real rate on the clock of
     the requests: ``hosts / report_interval`` per second of it, hosts in
-    turn (a random order)."""
+    turn (a random order). Written by a process of their own, as the
+    compute services write them: in the measuring process their ORM
+    objects would set off garbage collections inside the timed
+    decisions."""
 
-    def __init__(self, db, hosts: list[str], rng: random.Random) -> None:
-        self.db = db
+    def __init__(self, url: str, hosts: list[str],
+                 rng: random.Random) -> None:
         self.hosts = list(hosts)
         rng.shuffle(self.hosts)
         self.rate = len(hosts) / CONF.compute.report_interval
         self.sent = 0
         self.clock = 0.0
+        self._pipe, child = multiprocessing.get_context('fork').Pipe()
+        self._process = multiprocessing.get_context('fork').Process(
+            target=_send_heartbeats, args=(url, child), daemon=True)
+        self._process.start()
 
     def advance(self, seconds: float) -> None:
-        """Send the heartbeats due after ``seconds`` more of the clock."""
+        """Send the heartbeats due after ``seconds`` more of the clock,
+        and wait until they are committed."""
         self.clock += seconds
+        due = []
         while self.sent < int(self.rate * self.clock):
-            host = self.hosts[self.sent % len(self.hosts)]
-            self.db.compute_node_report(host, _capacity(host))
+            due.append(self.hosts[self.sent % len(self.hosts)])
             self.sent += 1
+        if due:
+            self._pipe.send(due)
+            self._pipe.recv()
+
+    def stop(self) -> None:
+        self._pipe.send(None)
+        self._process.join(30)
+
+
+def _send_heartbeats(url: str, pipe) -> None:
+    db = db_api.Database(url)
+    try:
+        while (hosts := pipe.recv()) is not None:
+            for host in hosts:
+                db.compute_node_report(host, _capacity(host))
+            pipe.send(len(hosts))
+    finally:
+        db.dispose()
 
 
 def _decide(scheduler, conductor, db, instance_uuid: str) -> tuple:
@@ -374,6 +402,7 @@ def run(opts) -> dict:
                 elif hosts != opts.sched_hosts[0]:
                     url = _server.create()
                 db = db_api.Database(url)
+                heartbeats = None
                 try:
                     migration.sync(db)
                     t0 = time.monotonic()
@@ -381,7 +410,7 @@ def run(opts) -> dict:
                                           random.Random(hosts))
                     populate = time.monotonic() - t0
                     heartbeats = _Heartbeats(
-                        db, [r.host for r in db.compute_node_states()],
+                        url, [r.host for r in db.compute_node_states()],
                         random.Random(hosts))
                     for kind in ('unshelve', 'boot'):
                         measured = _measure(db, instances[kind], heartbeats)
@@ -420,6 +449,8 @@ def run(opts) -> dict:
                             measured['heartbeats_during'],
                             measured['rows_reread'])
                 finally:
+                    if heartbeats is not None:
+                        heartbeats.stop()
                     db.dispose()
     finally:
         CONF.clear_override('service_down_time', group='compute')
