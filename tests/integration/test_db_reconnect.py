@@ -46,7 +46,7 @@ def kill_sessions(database_server, database_url: str) -> int:
 def heartbeat(db) -> object:
     with db.engine.connect() as conn:
         return conn.execute(sa.text(
-            "SELECT updated_at FROM compute_nodes WHERE host = 'host-a1'")
+            "SELECT last_seen_at FROM compute_nodes WHERE host = 'host-a1'")
         ).scalar()
 
 
