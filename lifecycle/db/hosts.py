@@ -53,6 +53,14 @@ def _node_states_query(given: frozenset) -> sa.Select:
     return query
 
 
+def _down() -> sa.ColumnElement[bool]:
+    """A compute node that is not to be scheduled to: disabled, or not seen
+    at or after the bound ``up_since``."""
+    node = models.ComputeNode.__table__
+    return sa.or_(node.c.disabled.is_(True), node.c.last_seen_at.is_(None),
+                  node.c.last_seen_at < sa.bindparam('up_since'))
+
+
 @functools.cache
 def _node_fingerprint_query(columns: tuple[str, ...]) -> sa.Select:
     """The statement of :meth:`HostsMixin.compute_node_fingerprint`, built
@@ -70,8 +78,7 @@ def _node_fingerprint_query(columns: tuple[str, ...]) -> sa.Select:
         sums.append(sa.func.sum(weight * column))
     sums += [sa.func.sum(node.c.id * node.c.cpu_allocation_ratio),
              sa.func.sum(node.c.id * node.c.ram_allocation_ratio)]
-    down = sa.or_(node.c.disabled.is_(True), node.c.last_seen_at.is_(None),
-                  node.c.last_seen_at < sa.bindparam('up_since'))
+    down = _down()
     # The ids of the down nodes, in the same scan: usually none or a few.
     # Their count and sum tell a list that MySQL's group_concat_max_len
     # (1,024 bytes by default there) cut short.
@@ -88,10 +95,7 @@ def _node_fingerprint_query(columns: tuple[str, ...]) -> sa.Select:
 @functools.cache
 def _down_nodes_query() -> sa.Select:
     """The ids of the down nodes alone (see _node_fingerprint_query)."""
-    node = models.ComputeNode.__table__
-    return sa.select(node.c.id).where(sa.or_(
-        node.c.disabled.is_(True), node.c.last_seen_at.is_(None),
-        node.c.last_seen_at < sa.bindparam('up_since')))
+    return sa.select(models.ComputeNode.__table__.c.id).where(_down())
 
 
 def _claim_statements() -> tuple:
