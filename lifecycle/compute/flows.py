@@ -68,7 +68,7 @@ class _Task(flow_engine.LifecycleTask):
         self.parts = run.parts if run is not None else None
 
     def instance(self, instance_uuid: str):
-        return self.parts.db.instance_get(instance_uuid)
+        return self.parts.db.instance_get(instance_uuid, faults=False)
 
     def committed(self, instance) -> None:
         """Hand the row a final update committed to the endpoint, for its

@@ -148,7 +148,7 @@ def discard(parts, instance_uuid: str, why: str) -> None:
         LOG.info('Deleted memory state %s of instance %s (%s)', path,
                  instance_uuid, why)
     try:
-        instance = parts.db.instance_get(instance_uuid)
+        instance = parts.db.instance_get(instance_uuid, faults=False)
     except exception.InstanceNotFound:
         return
     if recorded(instance):

@@ -121,7 +121,7 @@ class ComputeManager:
 
     def _continue_after(self, instance_uuid: str) -> None:
         try:
-            instance = self.db.instance_get(instance_uuid)
+            instance = self.db.instance_get(instance_uuid, faults=False)
         except exception.InstanceNotFound:
             return
         if (instance.vm_state == states.SHELVED and
@@ -223,7 +223,8 @@ class ComputeManager:
         crash while the first was still queued, see lifecycle/requests.py);
         the second finds the task done or moved on and is dropped."""
         try:
-            current = self.db.instance_get(instance_uuid).task_state
+            current = self.db.instance_get(instance_uuid,
+                                           faults=False).task_state
         except exception.InstanceNotFound:
             current = 'deleted'
         if current == task_state:
@@ -335,7 +336,7 @@ class ComputeManager:
         with (self._fault_on_error(instance_uuid),
               notifications.instance_action(self, context, instance_uuid,
                                             'shelve_offload') as action):
-            instance = self.db.instance_get(instance_uuid)
+            instance = self.db.instance_get(instance_uuid, faults=False)
             if volumes.is_volume_backed(instance):
                 # No disk here, so no upload either: the offload mode does
                 # not apply.
@@ -377,7 +378,7 @@ class ComputeManager:
         """Unshelve here. For an offloaded instance the conductor has already
         claimed this host; failures are re-raised so it can try another."""
         with instance_lock(instance_uuid):
-            instance = self.db.instance_get(instance_uuid)
+            instance = self.db.instance_get(instance_uuid, faults=False)
             if (instance.vm_state == states.ACTIVE and
                     instance.host == self.host and
                     instance.task_state is None):

@@ -90,7 +90,7 @@ class HostParts:
         attachment without connector, ready for the next host."""
         try:
             self.root_volumes.reserve(
-                self.db.instance_get(instance_uuid),
+                self.db.instance_get(instance_uuid, faults=False),
                 expected_task_state=[states.UNSHELVING, states.SPAWNING],
                 action='unshelve')
         except Exception:

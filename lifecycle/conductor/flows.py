@@ -42,7 +42,7 @@ class SelectDestinations(_Task):
     default_provides = 'candidates'
 
     def execute(self, instance_uuid: str, request_spec: dict) -> list[str]:
-        instance = self.placement.db.instance_get(instance_uuid)
+        instance = self.placement.db.instance_get(instance_uuid, faults=False)
         return list(self.placement.scheduler.select_destinations(
             instance, request_spec))
 
@@ -54,7 +54,7 @@ class ClaimAndBuild(_Task):
     def execute(self, instance_uuid: str, candidates: list[str],
                 request_context: dict | None) -> str | None:
         placement = self.placement
-        instance = placement.db.instance_get(instance_uuid)
+        instance = placement.db.instance_get(instance_uuid, faults=False)
         if instance.task_state != states.SCHEDULING:
             # Handed to its host by the interrupted run.
             return instance.claimed_host
@@ -82,7 +82,7 @@ class RecordNoHostForBuild(_Task):
         if host is not None:
             return
         placement = self.placement
-        instance = placement.db.instance_get(instance_uuid)
+        instance = placement.db.instance_get(instance_uuid, faults=False)
         if instance.task_state != states.SCHEDULING:
             return  # recorded by the interrupted run
         placement.record_no_valid_host(
@@ -123,7 +123,7 @@ class HandleNoHost(_Task):
         if host is not None or failures is None:
             return
         placement = self.placement
-        instance = placement.db.instance_get(instance_uuid)
+        instance = placement.db.instance_get(instance_uuid, faults=False)
         if instance.task_state == states.SHELVING_IMAGE_UPLOADING:
             # Interrupted while a host uploads the disk: follow it.
             hosts = placement.scheduler.hosts_reaching_disk(instance)
@@ -153,7 +153,7 @@ class HandleNoHost(_Task):
                         request_context: dict | None) -> None:
         """The disk is an image now: any host may unshelve it."""
         placement = self.placement
-        instance = placement.db.instance_get(instance_uuid)
+        instance = placement.db.instance_get(instance_uuid, faults=False)
         candidates = list(placement.scheduler.select_destinations(
             instance, request_spec))
         host, failures = placement.unshelve_on_candidates(
@@ -162,7 +162,8 @@ class HandleNoHost(_Task):
         if host is not None or failures is None:
             return
         reason = placement.scheduler.explain(
-            placement.db.instance_get(instance_uuid), request_spec)
+            placement.db.instance_get(instance_uuid, faults=False),
+            request_spec)
         if failures:
             reason = '%s Tried: %s.' % (reason, '; '.join(failures))
         placement.record_no_valid_host(instance_uuid, reason,

@@ -75,7 +75,7 @@ class ConductorManager:
         """A request sent twice (lifecycle/resend.py) finds its task moved
         on, or already placed with a claim, and is dropped."""
         try:
-            instance = self.db.instance_get(instance_uuid)
+            instance = self.db.instance_get(instance_uuid, faults=False)
         except exception.InstanceNotFound:
             return False
         if instance.task_state == task_state and (

@@ -87,7 +87,7 @@ class Placement:
         tried. Returns (host, reasons of the hosts that did not): host None
         when none did; reasons None when a host ended the operation with
         its own fault (not a "no valid host")."""
-        instance = self.db.instance_get(instance_uuid)
+        instance = self.db.instance_get(instance_uuid, faults=False)
         failures: list[str] = []
         tried = set()
         if (instance.task_state == states.SPAWNING and
@@ -101,7 +101,7 @@ class Placement:
                 return None, None
             failures.append('%s: %s' % (host, outcome))
             tried.add(host)
-            instance = self.db.instance_get(instance_uuid)
+            instance = self.db.instance_get(instance_uuid, faults=False)
         if instance.task_state != states.UNSHELVING:
             return instance.host, []  # finished by the interrupted run
         order = [h for h in candidates if h not in tried]
@@ -175,7 +175,7 @@ class Placement:
         deadline = time.monotonic() + CONF.shelve.transfer_timeout
         while True:
             try:
-                instance = self.db.instance_get(instance_uuid)
+                instance = self.db.instance_get(instance_uuid, faults=False)
             except exception.InstanceNotFound:
                 return ENDED
             if instance.claimed_host != host:
@@ -262,7 +262,7 @@ class Placement:
         deadline = time.monotonic() + CONF.shelve.transfer_timeout
         while True:
             try:
-                instance = self.db.instance_get(instance_uuid)
+                instance = self.db.instance_get(instance_uuid, faults=False)
             except exception.InstanceNotFound:
                 return False
             if instance.task_state == states.UNSHELVING:

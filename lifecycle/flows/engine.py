@@ -105,6 +105,7 @@ class _Connection(impl_sqlalchemy.Connection):
             atoms.c.uuid == sa.bindparam('b_uuid'))
         self._flow_update = sa.update(flows).where(
             flows.c.uuid == sa.bindparam('b_uuid'))
+        self._atom_insert = sa.insert(atoms)
         self._atoms_of_flow = sa.select(atoms.c.uuid).where(
             atoms.c.parent_uuid == sa.bindparam('b_uuid'))
 
@@ -153,9 +154,13 @@ class _Connection(impl_sqlalchemy.Connection):
                    if ad.uuid in stored]
         if updates:
             conn.execute(self._atom_update, updates)
-        for ad in flow_detail:
-            if ad.uuid not in stored:
-                self._insert_atom_details(conn, ad, flow_detail.uuid)
+        # The atoms a new flow adds all at once (TaskFlow inserts them one
+        # statement each): the rows TaskFlow's _insert_atom_details writes.
+        inserts = [dict(ad.to_dict(), parent_uuid=flow_detail.uuid,
+                        atom_type=flow_models.atom_detail_type(ad))
+                   for ad in flow_detail if ad.uuid not in stored]
+        if inserts:
+            conn.execute(self._atom_insert, inserts)
 
 
 class _ResumptionWrites:

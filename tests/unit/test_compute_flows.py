@@ -31,7 +31,7 @@ class FakeDB:
         self.updates: list[tuple[dict, dict]] = []
         self.released: list[dict] = []
 
-    def instance_get(self, instance_uuid):
+    def instance_get(self, instance_uuid, faults=True):
         assert instance_uuid == UUID
         return self.instance
 

@@ -146,3 +146,19 @@ def test_update_of_no_column_is_refused_with_nothing_changed(db):
         db.instance_update(instance_uuid, {'task_stat': 'shelving',
                                            'host': 'h1'})
     assert db.instance_get(instance_uuid).host is None
+
+
+def test_a_read_without_faults_is_one_statement_fewer_and_says_so(db):
+    instance_uuid = _create(db, 1)
+    db.instance_fault_create(instance_uuid, 500, 'kept')
+
+    assert _selects(db, lambda: db.instance_get(
+        instance_uuid, faults=False)) == 2
+    bare = db.instance_get(instance_uuid, faults=False)
+    full = db.instance_get(instance_uuid)
+    assert (bare.uuid, bare.system_metadata, bare.metadata_dict) == (
+        full.uuid, full.system_metadata, full.metadata_dict)
+    assert full.fault.message == 'kept'
+    # Not an empty list: a reader that needs the faults finds out at once.
+    with pytest.raises(sa.orm.exc.DetachedInstanceError):
+        _ = bare.fault
