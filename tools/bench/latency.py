@@ -222,7 +222,7 @@ class Timed:
         return False
 
 
-def _floor_xml(aio, instance_uuid: str) -> str:
+def floor_xml(aio, instance_uuid: str) -> str:
     manager = bench_aio.compute_manager(aio, 'host-a1')
     instance = aio.db.instance_get(instance_uuid)
     disk = manager.storage.disk_info(instance_uuid)
@@ -230,7 +230,7 @@ def _floor_xml(aio, instance_uuid: str) -> str:
     return domain_xml.build_domain_xml(spec, aio.driver.virt_type)
 
 
-def _floor_api(conn, xml: str, recorder: Recorder) -> tuple[dict, dict]:
+def floor_api(conn, xml: str, recorder: Recorder) -> tuple[dict, dict]:
     with Timed(recorder) as up:
         dom = conn.defineXML(xml)
         dom.create()
@@ -275,7 +275,7 @@ def _action(client, recorder, server_id, body, vm_state, timeout):
     return op.result
 
 
-def _prepare_instance(aio, client, image_id, size, scratch) -> str:
+def prepare_instance(aio, client, image_id, size, scratch) -> str:
     server_id = client.boot('lat-%d' % size, image_id, FLAVOR_ID,
                             host='host-a1')
     client.wait(server_id, 'ACTIVE', timeout=300)
@@ -311,12 +311,12 @@ def _measure_size(aio, client, recorder, image_id, size, opts, glance,
               'floor': [], 'floor_virsh': [],
               'partial_same_host': [], 'partial_other_host': [],
               'full': [], 'notes': []}
-    server_id = _prepare_instance(aio, client, image_id, size, scratch)
+    server_id = prepare_instance(aio, client, image_id, size, scratch)
     disk = os.path.join(bench_aio.storage_dir(aio, 'group-a'), server_id,
                         'disk')
     before = os.stat(disk)
     result['disk_allocated_bytes'] = before.st_blocks * 512
-    xml = _floor_xml(aio, server_id)
+    xml = floor_xml(aio, server_id)
     xml_file = os.path.join(scratch, 'floor-%s.xml' % server_id)
     with open(xml_file, 'w') as f:
         f.write(xml)
@@ -324,7 +324,7 @@ def _measure_size(aio, client, recorder, image_id, size, opts, glance,
     timeout = opts.op_timeout
     hosts_seen = []
     for run in range(opts.runs):
-        up, down = _floor_api(conn, xml, recorder)
+        up, down = floor_api(conn, xml, recorder)
         result['floor'].append({'unshelve': up, 'shelve': down})
         if shutil.which('virsh') and not uri.startswith('test:'):
             up, down = _floor_virsh(uri, xml_file, name, recorder)
