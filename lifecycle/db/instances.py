@@ -143,8 +143,9 @@ def _instances(connection: sa.Connection, query: sa.Select,
                ) -> list[models.Instance]:
     """The instances ``query`` selects (rows of the instances table), with
     their metadata, system metadata and (with ``faults``) faults, in three
-    statements whatever their number; without ``faults`` the attribute is
-    left unloaded (reading it raises DetachedInstanceError).
+    statements whatever their number (two without ``faults``: the
+    attribute is then left unloaded, and reading it raises
+    DetachedInstanceError).
 
     Read with Core, not the ORM's relationship loaders: the services read
     an instance a dozen times per operation and the API lists them all,
