@@ -6,7 +6,7 @@
 An all-in-one on the test driver (SQLite, inproc://) boots one server, then
 shelves (with the offload at once), unshelves and deletes it, one operation
 at a time. Every committed transaction that wrote something is counted, by
-what it wrote: the flow store (TaskFlow's ``logbooks``, ``flowdetails``,
+what it wrote: the flow store (``logbooks``, ``flowdetails``,
 ``atomdetails``), or the project's own tables (instances, claims,
 faults, accepted requests). Read-only transactions are not counted. Each
 operation is waited for through the API, so the count covers everything
