@@ -243,6 +243,15 @@ class _Connection(impl_sqlalchemy.Connection):
                 'Failed saving logbook %r' % book.uuid)
 
 
+def _pending_detail(task: LifecycleTask) -> flow_models.TaskDetail:
+    """A task's detail before it runs, as TaskFlow's storage creates it."""
+    detail = flow_models.TaskDetail(task.name, uuidutils.generate_uuid())
+    detail.state = flow_states.PENDING
+    detail.intention = flow_states.EXECUTE
+    detail.version = ATOM_VERSION
+    return detail
+
+
 class _Run:
     """One run of a flow, new or resumed, from its atom details."""
 
@@ -414,12 +423,7 @@ class FlowRunner:
         injector.state = flow_states.SUCCESS
         flow_detail.add(injector)
         for task in flow:
-            detail = flow_models.TaskDetail(task.name,
-                                            uuidutils.generate_uuid())
-            detail.state = flow_states.PENDING
-            detail.intention = flow_states.EXECUTE
-            detail.version = ATOM_VERSION
-            flow_detail.add(detail)
+            flow_detail.add(_pending_detail(task))
         book.add(flow_detail)
         self._call('insert_logbook', book)
         return self._run_to_end(flow, book, flow_detail)
@@ -474,12 +478,7 @@ class FlowRunner:
         added = False
         for task in flow:
             if task.name not in known:
-                detail = flow_models.TaskDetail(task.name,
-                                                uuidutils.generate_uuid())
-                detail.state = flow_states.PENDING
-                detail.intention = flow_states.EXECUTE
-                detail.version = ATOM_VERSION
-                flow_detail.add(detail)
+                flow_detail.add(_pending_detail(task))
                 added = True
         if added:
             self._call('update_flow_details', flow_detail)
