@@ -301,8 +301,8 @@ class ServersController:
 
     def delete(self, req, id):
         try:
-            self._get(req, id, SERVERS % 'delete')
-            self.compute.delete(req.context, id)
+            inst = self._get(req, id, SERVERS % 'delete')
+            self.compute.delete(req.context, inst.uuid, instance=inst)
         except exception.InstanceNotFound:
             raise wsgi.Fault(404, 'Instance could not be found') from None
         except exception.InstanceInvalidState as e:
@@ -323,30 +323,34 @@ class ServersController:
         rule = self._ACTION_RULES[name]
         inst = self._get(req, id, rule)
         try:
-            handler(self, req, inst.uuid, body[name])
+            handler(self, req, inst, body[name])
         except exception.InstanceInvalidState as e:
             raise wsgi.conflict_for_state(e, name.replace('os-', ''),
                                           id) from None
         return wsgi.Result(None, 202)
 
-    def _shelve(self, req, id, value):
+    # The handlers get the instance the policy check read (as Nova's
+    # actions get the instance object), so that it is read once.
+
+    def _shelve(self, req, inst, value):
         """Nova ignores the value; ``{"lifecycle:keep_memory": bool}``
         in it chooses a hibernate-shelve (any microversion)."""
         keep_memory = None
         if isinstance(value, dict):
             keep_memory = value.get(names.API_KEEP_MEMORY)
-        self.compute.shelve(req.context, id, keep_memory=keep_memory)
+        self.compute.shelve(req.context, inst.uuid, keep_memory=keep_memory,
+                            instance=inst)
 
-    def _shelve_offload(self, req, id, _value):
-        self.compute.shelve_offload(req.context, id)
+    def _shelve_offload(self, req, inst, _value):
+        self.compute.shelve_offload(req.context, inst.uuid, instance=inst)
 
-    def _start(self, req, id, _value):
-        self.compute.start(req.context, id)
+    def _start(self, req, inst, _value):
+        self.compute.start(req.context, inst.uuid, instance=inst)
 
-    def _stop(self, req, id, _value):
-        self.compute.stop(req.context, id)
+    def _stop(self, req, inst, _value):
+        self.compute.stop(req.context, inst.uuid, instance=inst)
 
-    def _unshelve(self, req, id, value):
+    def _unshelve(self, req, inst, value):
         """2.77 may name an availability zone, 2.91 a host and a null zone
         (unpin); older microversions ignore the body's value, as Nova."""
         kwargs = {}
@@ -355,11 +359,11 @@ class ServersController:
         if value and req.is_supported('2.91'):
             kwargs['host'] = value.get('host')
             if kwargs['host']:
-                inst = self.compute.get(req.context, id)
                 req.context.can(SHELVE % 'unshelve_to_host',
                                 {'project_id': inst.project_id,
                                  'user_id': inst.user_id})
-        self.compute.unshelve(req.context, id, **kwargs)
+        self.compute.unshelve(req.context, inst.uuid, instance=inst,
+                              **kwargs)
 
     _ACTIONS = {'shelve': _shelve, 'shelveOffload': _shelve_offload,
                 'unshelve': _unshelve, 'os-start': _start, 'os-stop': _stop}

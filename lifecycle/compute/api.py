@@ -197,35 +197,46 @@ class API:
         faults.boundary(ACCEPTED, method, faults.AFTER)
         return instance
 
-    def start(self, context, instance_uuid: str) -> None:
+    # The actions take ``instance`` when the caller has read it already
+    # (the API's policy check does): the request is then chosen for that
+    # row, and its vm_state must not have changed (see _begin).
+
+    def start(self, context, instance_uuid: str, *,
+              instance: models.Instance | None = None) -> None:
         instance = self._begin(context, instance_uuid, 'start',
-                               states.POWERING_ON, 'start_instance')
+                               states.POWERING_ON, 'start_instance',
+                               instance=instance)
         self.compute.start_instance(context, instance.host, instance.uuid)
 
-    def stop(self, context, instance_uuid: str) -> None:
+    def stop(self, context, instance_uuid: str, *,
+             instance: models.Instance | None = None) -> None:
         instance = self._begin(context, instance_uuid, 'stop',
-                               states.POWERING_OFF, 'stop_instance')
+                               states.POWERING_OFF, 'stop_instance',
+                               instance=instance)
         self.compute.stop_instance(context, instance.host, instance.uuid)
 
     def shelve(self, context, instance_uuid: str,
-               keep_memory: bool | None = None) -> None:
+               keep_memory: bool | None = None, *,
+               instance: models.Instance | None = None) -> None:
         """``keep_memory`` True asks for a hibernate-shelve (see
         compute/hibernate.py), False for a plain one whatever the defaults;
         None leaves it to the image property and ``[shelve] keep_memory``."""
         if keep_memory:
-            current = self.get(context, instance_uuid)
+            current = instance or self.get(context, instance_uuid)
             if volumes.is_volume_backed(current):
                 raise exception.Conflict(
                     reason='instance %s is volume-backed: its memory cannot '
                            'be kept on the storage group' % current.uuid)
         args = {} if keep_memory is None else {'keep_memory': keep_memory}
         instance = self._begin(context, instance_uuid, 'shelve',
-                               states.SHELVING, 'shelve_instance', **args)
+                               states.SHELVING, 'shelve_instance',
+                               instance=instance, **args)
         self.compute.shelve_instance(context, instance.host, instance.uuid,
                                      keep_memory=keep_memory)
 
-    def shelve_offload(self, context, instance_uuid: str) -> None:
-        current = self.get(context, instance_uuid)
+    def shelve_offload(self, context, instance_uuid: str, *,
+                       instance: models.Instance | None = None) -> None:
+        current = instance or self.get(context, instance_uuid)
         if (current.vm_state == states.SHELVED_OFFLOADED and
                 volumes.is_volume_backed(current)):
             # Nothing to escalate: no retained disk, no image, in any mode.
@@ -246,13 +257,14 @@ class API:
             return
         instance = self._begin(context, instance_uuid, 'shelveOffload',
                                states.SHELVING_OFFLOADING,
-                               'shelve_offload_instance')
+                               'shelve_offload_instance', instance=current)
         self.compute.shelve_offload_instance(context, instance.host,
                                              instance.uuid)
 
     def unshelve(self, context, instance_uuid: str, *,
-                 host: str | None = None, availability_zone=UNSET) -> None:
-        current = self.get(context, instance_uuid)
+                 host: str | None = None, availability_zone=UNSET,
+                 instance: models.Instance | None = None) -> None:
+        current = instance or self.get(context, instance_uuid)
         if (host is not None or availability_zone is not UNSET) and (
                 current.vm_state != states.SHELVED_OFFLOADED):
             # Nova 2.91: a destination only makes sense when offloaded.
@@ -291,8 +303,9 @@ class API:
                        'retained disk of instance %s' %
                        (host, group, instance.uuid))
 
-    def delete(self, context, instance_uuid: str) -> None:
-        instance = self.get(context, instance_uuid)
+    def delete(self, context, instance_uuid: str, *,
+               instance: models.Instance | None = None) -> None:
+        instance = instance or self.get(context, instance_uuid)
         if instance.host:
             method, to_conductor = 'terminate_instance', False
         elif volumes.is_volume_backed(instance):

@@ -61,6 +61,13 @@ def _disk_record(disk) -> dict:
 
 
 class _Task(flow_engine.LifecycleTask):
+    # Whether ``execute`` leaves the instance's row as the run holds it:
+    # it changes nothing of the row, or hands the run the row its own
+    # update committed (``updated``, ``committed``). The next task then
+    # works from the run's copy (``FlowRun.instance``) instead of reading
+    # the row again; after any other task the copy is dropped.
+    KEEPS_INSTANCE = False
+
     def __init__(self, flow_name: str, run: parts_mod.FlowRun | None,
                  **kwargs) -> None:
         super().__init__(flow_name, run, **kwargs)
@@ -68,18 +75,40 @@ class _Task(flow_engine.LifecycleTask):
         self.parts = run.parts if run is not None else None
 
     def instance(self, instance_uuid: str):
-        return self.parts.db.instance_get(instance_uuid, faults=False)
+        """The run's copy of the instance, read when it has none."""
+        run = self.run
+        if run.instance is None or run.instance.uuid != instance_uuid:
+            run.instance = self.parts.db.instance_get(instance_uuid,
+                                                      faults=False)
+        return run.instance
+
+    def updated(self, instance):
+        """``instance`` is the row an update of this task committed."""
+        self.run.instance = instance
+        return instance
 
     def committed(self, instance) -> None:
         """Hand the row a final update committed to the endpoint, for its
         ``.end`` notification (a later read may show the next request)."""
-        self.run.committed = instance
+        self.run.committed = self.updated(instance)
+
+    def post_execute(self) -> None:
+        super().post_execute()
+        if not self.KEEPS_INSTANCE:
+            self.run.instance = None
+
+    def pre_revert(self) -> None:
+        super().pre_revert()
+        # The failed task may have written part of its work: a revert
+        # reads the row afresh.
+        self.run.instance = None
 
 
 # -- shared steps -------------------------------------------------------------
 
 class PowerOff(_Task):
     NAME = 'power_off'
+    KEEPS_INSTANCE = True
 
     def execute(self, instance_uuid: str, clean_shutdown: bool) -> None:
         self.parts.power_off(instance_uuid, clean_shutdown)
@@ -89,6 +118,7 @@ class StartDomain(_Task):
     """Define and start the guest on the prepared disk; reverted by
     undefining it (never the disk)."""
     NAME = 'start_domain'
+    KEEPS_INSTANCE = True
 
     def execute(self, instance_uuid: str, root_disk: dict) -> None:
         instance = self.instance(instance_uuid)
@@ -101,6 +131,7 @@ class StartDomain(_Task):
 
 class UndefineDomain(_Task):
     NAME = 'undefine_domain'
+    KEEPS_INSTANCE = True
 
     def execute(self, instance_uuid: str) -> None:
         self.parts.driver.undefine(instance_uuid)
@@ -113,6 +144,7 @@ class PrepareRootDisk(_Task):
     its root volume attached here. Reverted by giving the claim back: a
     failed build holds no capacity (its disk stays for delete)."""
     NAME = 'prepare_root_disk'
+    KEEPS_INSTANCE = True
     default_provides = 'root_disk'
 
     def execute(self, instance_uuid: str) -> dict:
@@ -379,6 +411,7 @@ class AcceptUnshelve(_Task):
     unshelve failed here) by going back to ``unshelving``, which tells a
     waiting conductor to try the next host."""
     NAME = 'accept_unshelve'
+    KEEPS_INSTANCE = True
 
     def execute(self, instance_uuid: str) -> None:
         parts = self.parts
@@ -386,11 +419,11 @@ class AcceptUnshelve(_Task):
         if (instance.task_state == states.SPAWNING and
                 instance.claimed_host == parts.host):
             return  # accepted by the interrupted run
-        parts.db.instance_update(
+        self.updated(parts.db.instance_update(
             instance_uuid, {'task_state': states.SPAWNING},
             expected_vm_state=[states.SHELVED_OFFLOADED],
             expected_task_state=states.UNSHELVING,
-            expected_claimed_host=parts.host, action='unshelve')
+            expected_claimed_host=parts.host, action='unshelve'))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
         # Only an accept of this host is undone; a failed accept (the
@@ -408,6 +441,7 @@ class PrepareUnshelveDisk(_Task):
     """The retained disk, the root volume attached here, or a new root
     disk from the shelved image. Only while this host holds the claim."""
     NAME = 'prepare_root_disk'
+    KEEPS_INSTANCE = True
     default_provides = 'root_disk'
 
     def execute(self, instance_uuid: str) -> dict:
@@ -430,6 +464,7 @@ class FinishUnshelve(_Task):
     check say, means this guest must not run: the revert of
     ``start_domain`` undefines it)."""
     NAME = 'record_active'
+    KEEPS_INSTANCE = True
     TASK_STATE = states.SPAWNING
 
     def execute(self, instance_uuid: str) -> None:
@@ -482,7 +517,8 @@ class DeleteMemoryState(_Task):
     NAME = 'delete_memory_state'
 
     def execute(self, instance_uuid: str) -> None:
-        hibernate.discard(self.parts, instance_uuid, 'unshelved')
+        hibernate.discard(self.parts, instance_uuid, 'unshelved',
+                          instance=self.instance(instance_uuid))
 
 
 def unshelve_flow(run: parts_mod.FlowRun | None):

@@ -140,17 +140,20 @@ def resume_or_boot(parts, instance: models.Instance,
     return 'booted'
 
 
-def discard(parts, instance_uuid: str, why: str) -> None:
-    """Delete the saved state (missing is fine) and its record."""
+def discard(parts, instance_uuid: str, why: str,
+            instance: models.Instance | None = None) -> None:
+    """Delete the saved state (missing is fine) and its record;
+    ``instance``: the row as the caller holds it (else it is read)."""
     path = memory_state_path(parts.storage, instance_uuid)
     if os.path.exists(path):
         paths.remove_quietly(path)
         LOG.info('Deleted memory state %s of instance %s (%s)', path,
                  instance_uuid, why)
-    try:
-        instance = parts.db.instance_get(instance_uuid, faults=False)
-    except exception.InstanceNotFound:
-        return
+    if instance is None:
+        try:
+            instance = parts.db.instance_get(instance_uuid, faults=False)
+        except exception.InstanceNotFound:
+            return
     if recorded(instance):
         parts.db.instance_update(
             instance_uuid, {},

@@ -238,11 +238,13 @@ class ComputeManager:
     # Each endpoint runs one persisted flow (compute/flows.py) under the
     # instance's lock; notifications and the fault record wrap the flow.
 
-    def _run_flow(self, kind: str, instance_uuid: str, **store
+    def _run_flow(self, kind: str, instance_uuid: str, *,
+                  instance: models.Instance | None = None, **store
                   ) -> models.Instance | None:
         """Run a new flow of ``kind``; the row its last update committed
-        (None when the interrupted run had recorded it)."""
-        run = parts_mod.FlowRun(self.parts)
+        (None when the interrupted run had recorded it). ``instance``: the
+        row just read under the instance's lock, the run's first copy."""
+        run = parts_mod.FlowRun(self.parts, instance=instance)
         self.flows.run(kind, run, dict(store, instance_uuid=instance_uuid))
         return run.committed
 
@@ -398,7 +400,7 @@ class ComputeManager:
                 with notifications.instance_action(
                         self, context, instance_uuid, 'unshelve') as action:
                     action.instance = self._run_flow(
-                        'unshelve', instance_uuid,
+                        'unshelve', instance_uuid, instance=instance,
                         shelved_image_id=instance.system_metadata.get(
                             names.SHELVED_IMAGE_ID))
             except volume.InvalidVolume as e:

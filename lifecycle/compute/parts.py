@@ -137,10 +137,20 @@ class HostParts:
 
 @dataclasses.dataclass
 class FlowRun:
-    """One run of a compute flow: the host's parts, and the row the flow's
-    last update committed (for the endpoint's ``.end`` notification; a
-    later read may show the next request already). Lives in memory for
-    this run only; nothing of it is persisted."""
+    """One run of a compute flow: the host's parts, the run's copy of its
+    instance, and the row the flow's last update committed (for the
+    endpoint's ``.end`` notification; a later read may show the next
+    request already). Lives in memory for this run only; nothing of it is
+    persisted.
+
+    ``instance`` is the row as this run last read or wrote it, as Nova's
+    compute manager carries one instance object through an operation and
+    its ``save`` refreshes it: the endpoint hands over the row it read
+    under the instance's lock, and a task that leaves the row as it found
+    it, or refreshes it from its own update, passes it on to the next
+    (see ``compute/flows.py``). What must not race is decided by the
+    conditional updates, never by this copy."""
 
     parts: HostParts
     committed: models.Instance | None = None
+    instance: models.Instance | None = None

@@ -6,7 +6,8 @@ already holds is the one used (claims are idempotent per host), and asking
 a compute host again to unshelve an instance it already runs is a no-op
 there. Every task gets the conductor's
 :class:`~lifecycle.conductor.placement.Placement` (database, scheduler,
-compute RPC) in its constructor.
+compute RPC) in its constructor, through the
+:class:`~lifecycle.conductor.placement.Run` of its flow.
 """
 
 from oslo_log import log as logging
@@ -23,10 +24,33 @@ LOG = logging.getLogger(__name__)
 
 
 class _Task(flow_engine.LifecycleTask):
-    def __init__(self, flow_name: str,
-                 placement: placement_mod.Placement | None, **kwargs) -> None:
-        super().__init__(flow_name, placement, **kwargs)
-        self.placement = placement
+    # Whether ``execute`` changes nothing of the instance's row: the next
+    # task then works from the run's copy (``placement.Run.instance``);
+    # after any other task the copy is dropped.
+    KEEPS_INSTANCE = False
+
+    def __init__(self, flow_name: str, run: placement_mod.Run | None,
+                 **kwargs) -> None:
+        super().__init__(flow_name, run, **kwargs)
+        self.run = run
+        self.placement = run.placement if run is not None else None
+
+    def instance(self, instance_uuid: str):
+        """The run's copy of the instance, read when it has none."""
+        run = self.run
+        if run.instance is None or run.instance.uuid != instance_uuid:
+            run.instance = self.placement.db.instance_get(instance_uuid,
+                                                          faults=False)
+        return run.instance
+
+    def post_execute(self) -> None:
+        super().post_execute()
+        if not self.KEEPS_INSTANCE:
+            self.run.instance = None
+
+    def pre_revert(self) -> None:
+        super().pre_revert()
+        self.run.instance = None
 
     @staticmethod
     def context(request_context: dict | None):
@@ -39,12 +63,12 @@ class SelectDestinations(_Task):
     """Candidate hosts, best first (persisted: a resumed flow tries the
     same hosts)."""
     NAME = 'select_destinations'
+    KEEPS_INSTANCE = True
     default_provides = 'candidates'
 
     def execute(self, instance_uuid: str, request_spec: dict) -> list[str]:
-        instance = self.placement.db.instance_get(instance_uuid, faults=False)
         return list(self.placement.scheduler.select_destinations(
-            instance, request_spec))
+            self.instance(instance_uuid), request_spec))
 
 
 class ClaimAndBuild(_Task):
@@ -54,7 +78,7 @@ class ClaimAndBuild(_Task):
     def execute(self, instance_uuid: str, candidates: list[str],
                 request_context: dict | None) -> str | None:
         placement = self.placement
-        instance = placement.db.instance_get(instance_uuid, faults=False)
+        instance = self.instance(instance_uuid)
         if instance.task_state != states.SCHEDULING:
             # Handed to its host by the interrupted run.
             return instance.claimed_host
@@ -91,8 +115,8 @@ class RecordNoHostForBuild(_Task):
             {'vm_state': states.ERROR, 'task_state': None})
 
 
-def build_flow(placement: placement_mod.Placement | None):
-    return flow_engine.linear('build', placement, [
+def build_flow(run: placement_mod.Run | None):
+    return flow_engine.linear('build', run, [
         SelectDestinations, ClaimAndBuild, RecordNoHostForBuild])
 
 
@@ -107,7 +131,7 @@ class UnshelveOnCandidates(_Task):
                 ) -> tuple:
         return self.placement.unshelve_on_candidates(
             self.context(request_context), instance_uuid, request_spec,
-            candidates)
+            candidates, instance=self.instance(instance_uuid))
 
 
 class HandleNoHost(_Task):
@@ -170,8 +194,8 @@ class HandleNoHost(_Task):
                                        {'task_state': None, 'host': None})
 
 
-def unshelve_flow(placement: placement_mod.Placement | None):
-    return flow_engine.linear('conductor_unshelve', placement, [
+def unshelve_flow(run: placement_mod.Run | None):
+    return flow_engine.linear('conductor_unshelve', run, [
         SelectDestinations, UnshelveOnCandidates, HandleNoHost])
 
 

@@ -35,6 +35,7 @@ from lifecycle.conductor import stuck
 from lifecycle.conductor import scheduler as scheduler_mod
 from lifecycle.conf import CONF
 from lifecycle.db import api as db_api
+from lifecycle.db import models
 from lifecycle.flows import engine as flow_engine
 from lifecycle import names
 
@@ -65,44 +66,49 @@ class ConductorManager:
         return self.placement.stats
 
     def _run_flow(self, kind: str, context, instance_uuid: str,
-                  request_spec: dict) -> None:
-        self.flows.run(kind, self.placement, {
+                  request_spec: dict, instance=None) -> None:
+        """``instance``: the row just read under the placement lock."""
+        self.flows.run(kind, placement_mod.Run(self.placement, instance), {
             'instance_uuid': instance_uuid, 'request_spec': request_spec,
             'request_context': db_api.stored_context(context)})
 
     def _still_wanted(self, instance_uuid: str, task_state: str,
-                      method: str) -> bool:
-        """A request sent twice (lifecycle/resend.py) finds its task moved
-        on, or already placed with a claim, and is dropped."""
+                      method: str) -> models.Instance | None:
+        """The instance, while its task is the one this request is for; a
+        request sent twice (lifecycle/resend.py) finds its task moved on,
+        or already placed with a claim, and is dropped (None)."""
         try:
             instance = self.db.instance_get(instance_uuid, faults=False)
         except exception.InstanceNotFound:
-            return False
+            return None
         if instance.task_state == task_state and (
                 instance.claimed_host is None or
                 method not in ('build_instance', 'unshelve_instance')):
-            return True
+            return instance
         LOG.info('Instance %s: %s dropped: its task is %s (claim on %s), '
                  'not %s (a request sent twice)', instance_uuid, method,
                  instance.task_state, instance.claimed_host, task_state)
-        return False
+        return None
 
     def build_instance(self, context, instance_uuid: str,
                        request_spec: dict) -> None:
         # One placement per instance at a time in this conductor: a copy of
         # the request waits for the first, then finds its task moved on.
         with placement_lock(instance_uuid):
-            if self._still_wanted(instance_uuid, states.SCHEDULING,
-                                  'build_instance'):
-                self._run_flow('build', context, instance_uuid, request_spec)
+            instance = self._still_wanted(instance_uuid, states.SCHEDULING,
+                                          'build_instance')
+            if instance is not None:
+                self._run_flow('build', context, instance_uuid, request_spec,
+                               instance)
 
     def unshelve_instance(self, context, instance_uuid: str,
                           request_spec: dict) -> None:
         with placement_lock(instance_uuid):
-            if self._still_wanted(instance_uuid, states.UNSHELVING,
-                                  'unshelve_instance'):
+            instance = self._still_wanted(instance_uuid, states.UNSHELVING,
+                                          'unshelve_instance')
+            if instance is not None:
                 self._run_flow('unshelve', context, instance_uuid,
-                               request_spec)
+                               request_spec, instance)
 
     def init_host(self) -> None:
         """Before taking requests: resume the placements a crash of this
@@ -110,7 +116,7 @@ class ConductorManager:
         for book in self.flows.unfinished():
             instance_uuid = book.meta.get('instance_uuid')
             try:
-                self.flows.resume(book, self.placement)
+                self.flows.resume(book, placement_mod.Run(self.placement))
             except Exception as e:
                 LOG.exception('Resumed %s of instance %s failed',
                               book.meta.get('kind'), instance_uuid)

@@ -36,6 +36,19 @@ AWAIT_POLL_INTERVAL = 0.5
 ENDED = 'ended'
 
 
+class Run:
+    """One run of a conductor flow: the conductor's placement, and the
+    instance as the run last read it (as compute's ``FlowRun``: the
+    endpoint hands over the row it read under the placement lock, the
+    tasks that change nothing pass it on; the claims and the conditional
+    updates decide what must not race, never this copy). In memory only."""
+
+    def __init__(self, placement: 'Placement',
+                 instance: models.Instance | None = None) -> None:
+        self.placement = placement
+        self.instance = instance
+
+
 class Placement:
     """Claims and hand-overs for one conductor; counts what happens in
     ``stats`` (claims, retries, timeouts, ...), which the benchmarks and
@@ -80,14 +93,17 @@ class Placement:
         return None
 
     def unshelve_on_candidates(self, context, instance_uuid: str,
-                               request_spec: dict, candidates: list[str]
+                               request_spec: dict, candidates: list[str],
+                               instance: models.Instance | None = None
                                ) -> tuple[str | None, list[str] | None]:
         """Claim a candidate and have its compute host unshelve; when the
         host did not start or failed, the claim is back and the next is
         tried. Returns (host, reasons of the hosts that did not): host None
         when none did; reasons None when a host ended the operation with
-        its own fault (not a "no valid host")."""
-        instance = self.db.instance_get(instance_uuid, faults=False)
+        its own fault (not a "no valid host"). ``instance``: the row as the
+        caller read it (else it is read)."""
+        if instance is None:
+            instance = self.db.instance_get(instance_uuid, faults=False)
         failures: list[str] = []
         tried = set()
         if (instance.task_state == states.SPAWNING and

@@ -111,6 +111,9 @@ class LifecycleTask:
     def post_execute(self) -> None:
         faults.boundary(self.flow_name, self.name, faults.AFTER)
 
+    def pre_revert(self) -> None:
+        """Before ``revert``; nothing unless a task says so."""
+
     def provides(self) -> tuple[str, ...]:
         """The names of what ``execute`` returns."""
         provides = self.default_provides
@@ -344,6 +347,7 @@ class _Run:
             result = (detail.failure if detail.failure is not None
                       else detail.results)
             try:
+                task.pre_revert()
                 task.revert(**_arguments(
                     type(task).revert, self.values,
                     **{_REVERT_RESULT: result,
