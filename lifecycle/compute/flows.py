@@ -60,27 +60,13 @@ def _disk_record(disk) -> dict:
     return dict(disk._asdict())
 
 
-class _Task(flow_engine.LifecycleTask):
-    # Whether ``execute`` leaves the instance's row as the run holds it:
-    # it changes nothing of the row, or hands the run the row its own
-    # update committed (``updated``, ``committed``). The next task then
-    # works from the run's copy (``FlowRun.instance``) instead of reading
-    # the row again; after any other task the copy is dropped.
-    KEEPS_INSTANCE = False
-
+class _Task(flow_engine.InstanceTask):
     def __init__(self, flow_name: str, run: parts_mod.FlowRun | None,
                  **kwargs) -> None:
         super().__init__(flow_name, run, **kwargs)
         self.run = run
         self.parts = run.parts if run is not None else None
-
-    def instance(self, instance_uuid: str):
-        """The run's copy of the instance, read when it has none."""
-        run = self.run
-        if run.instance is None or run.instance.uuid != instance_uuid:
-            run.instance = self.parts.db.instance_get(instance_uuid,
-                                                      faults=False)
-        return run.instance
+        self.db = self.parts.db if run is not None else None
 
     def updated(self, instance):
         """``instance`` is the row an update of this task committed."""
@@ -91,17 +77,6 @@ class _Task(flow_engine.LifecycleTask):
         """Hand the row a final update committed to the endpoint, for its
         ``.end`` notification (a later read may show the next request)."""
         self.run.committed = self.updated(instance)
-
-    def post_execute(self) -> None:
-        super().post_execute()
-        if not self.KEEPS_INSTANCE:
-            self.run.instance = None
-
-    def pre_revert(self) -> None:
-        super().pre_revert()
-        # The failed task may have written part of its work: a revert
-        # reads the row afresh.
-        self.run.instance = None
 
 
 # -- shared steps -------------------------------------------------------------

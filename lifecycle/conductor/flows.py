@@ -23,34 +23,13 @@ from lifecycle.flows import engine as flow_engine
 LOG = logging.getLogger(__name__)
 
 
-class _Task(flow_engine.LifecycleTask):
-    # Whether ``execute`` changes nothing of the instance's row: the next
-    # task then works from the run's copy (``placement.Run.instance``);
-    # after any other task the copy is dropped.
-    KEEPS_INSTANCE = False
-
+class _Task(flow_engine.InstanceTask):
     def __init__(self, flow_name: str, run: placement_mod.Run | None,
                  **kwargs) -> None:
         super().__init__(flow_name, run, **kwargs)
         self.run = run
         self.placement = run.placement if run is not None else None
-
-    def instance(self, instance_uuid: str):
-        """The run's copy of the instance, read when it has none."""
-        run = self.run
-        if run.instance is None or run.instance.uuid != instance_uuid:
-            run.instance = self.placement.db.instance_get(instance_uuid,
-                                                          faults=False)
-        return run.instance
-
-    def post_execute(self) -> None:
-        super().post_execute()
-        if not self.KEEPS_INSTANCE:
-            self.run.instance = None
-
-    def pre_revert(self) -> None:
-        super().pre_revert()
-        self.run.instance = None
+        self.db = self.placement.db if run is not None else None
 
     @staticmethod
     def context(request_context: dict | None):

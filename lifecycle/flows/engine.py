@@ -134,6 +134,37 @@ class LifecycleTask:
                 if name not in optional and name not in available]
 
 
+class InstanceTask(LifecycleTask):
+    """A task of a run that carries its instance's row from task to task
+    (the owner's ``instance``, as Nova's managers carry one instance
+    object through an operation): read once, passed on by the tasks that
+    keep it, dropped after any other, read afresh for a revert (the
+    failed task may have written part of its work). What must not race
+    is decided by the conditional updates, never by this copy. ``db`` is
+    set by the subclass."""
+
+    # Whether ``execute`` leaves the row as the run holds it: it changes
+    # nothing of it, or hands the run the row its own update committed.
+    KEEPS_INSTANCE = False
+    db = None
+
+    def instance(self, instance_uuid: str):
+        """The run's copy of the instance, read when it has none."""
+        run = self.owner
+        if run.instance is None or run.instance.uuid != instance_uuid:
+            run.instance = self.db.instance_get(instance_uuid, faults=False)
+        return run.instance
+
+    def post_execute(self) -> None:
+        super().post_execute()
+        if not self.KEEPS_INSTANCE:
+            self.owner.instance = None
+
+    def pre_revert(self) -> None:
+        super().pre_revert()
+        self.owner.instance = None
+
+
 class LinearFlow:
     """Tasks run in order; a failure reverts the failed task and then
     every finished one, last first."""
