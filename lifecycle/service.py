@@ -49,10 +49,12 @@ class Service:
         self._worker: periodics.PeriodicWorker | None = None
         self._worker_thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, rpc_thread_pool_size: int | None = None) -> None:
+        """``rpc_thread_pool_size``: the RPC server's worker threads,
+        instead of ``[DEFAULT] executor_thread_pool_size``."""
         if hasattr(self.manager, 'init_host'):
             self.manager.init_host()
-        self._rpc_server.start()
+        self._rpc_server.start(override_pool_size=rpc_thread_pool_size)
         for hook in self._on_start:
             _logged(hook)()
         if self._periodic_tasks:

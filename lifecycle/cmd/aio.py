@@ -72,7 +72,7 @@ class AllInOne:
         self.services.append(
             deploy.build_conductor_service(self.transport, self.db))
         for svc in self.services:
-            svc.start()
+            svc.start(rpc_thread_pool_size=CONF.aio.executor_thread_pool_size)
 
         self.api = deploy.build_api(self.transport, self.db, self.images)
         self.compute_api = self.api.compute_api
