@@ -35,7 +35,6 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 from taskflow import exceptions as flow_exc
 from taskflow import states as flow_states
-from taskflow import storage as flow_storage
 from taskflow.persistence import models as flow_models
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.types import failure as flow_failure
@@ -50,6 +49,12 @@ STORAGE_ATTEMPTS = 5
 # The version TaskFlow records for an atom of version (1, 0), as its
 # storage does: the atom details read the same to either.
 ATOM_VERSION = '1.0'
+# The atom detail holding a flow's store: TaskFlow's
+# ``taskflow.storage.Storage.injector_name``. Not imported from there:
+# taskflow.storage loads networkx for TaskFlow's in-memory backend, about
+# 0.2 s at the start of every service (tests/unit/test_flow_store.py
+# checks that the two agree).
+INJECTOR_NAME = '_TaskFlow_INJECTOR'
 # A task's state once its revert has begun: the flow is being reverted.
 _REVERTING = frozenset((flow_states.FAILURE, flow_states.REVERTING,
                         flow_states.REVERTED, flow_states.REVERT_FAILURE))
@@ -295,7 +300,7 @@ class _Run:
         self.storage_call = storage_call
         self.tasks = list(flow)
         self.details = {ad.name: ad for ad in flow_detail}
-        injector = self.details.get(flow_storage.Storage.injector_name)
+        injector = self.details.get(INJECTOR_NAME)
         self.values = dict((injector.results if injector else None) or {})
         for task in self.tasks:
             detail = self.details[task.name]
@@ -452,7 +457,7 @@ class FlowRunner:
         flow_detail = flow_models.FlowDetail(flow.name,
                                              uuidutils.generate_uuid())
         flow_detail.state = flow_states.RUNNING
-        injector = flow_models.TaskDetail(flow_storage.Storage.injector_name,
+        injector = flow_models.TaskDetail(INJECTOR_NAME,
                                           uuidutils.generate_uuid())
         injector.results = dict(store)
         injector.state = flow_states.SUCCESS

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from taskflow import exceptions as flow_exc
 from taskflow import states as flow_states
+from taskflow import storage as flow_storage
 from taskflow.persistence import models as flow_models
 from taskflow.persistence.backends import impl_sqlalchemy
 
@@ -339,3 +340,11 @@ def test_a_flow_killed_in_its_revert_finishes_the_revert_on_resume(
     assert calls == [('revert', 'b', 'B', ['fails']),
                      ('revert', 'a', 'A', ['fails'])]
     assert runner.unfinished() == []
+
+
+def test_the_store_is_kept_in_taskflows_own_injector_atom():
+    # The engine names the store's atom detail itself (importing
+    # taskflow.storage would load networkx at every service start); a
+    # TaskFlow release that renamed it would strand the stores of flows
+    # saved before the upgrade.
+    assert flow_engine.INJECTOR_NAME == flow_storage.Storage.injector_name
