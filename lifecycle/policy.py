@@ -3,12 +3,13 @@
 One enforcer per process over ``CONF``: the rules of
 :mod:`lifecycle.policies` as defaults, overridden by ``[oslo_policy]
 policy_file`` (and ``policy_dirs``). oslo.policy rereads a policy file whose
-modification time changed; :func:`reset` (on SIGHUP) drops the enforcer:
-the next check builds a new one, which reads the options and the policy
-file and directories afresh.
+modification time changed (looked for at most once a second here);
+:func:`reset` (on SIGHUP) drops the enforcer: the next check builds a new
+one, which reads the options and the policy file and directories afresh.
 """
 
 import threading
+import time
 
 from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
@@ -19,6 +20,8 @@ from lifecycle.conf import CONF
 
 _ENFORCER: oslo_policy.Enforcer | None = None
 _LOCK = threading.Lock()
+# How often, at most, a check looks for a changed policy file (seconds).
+RECHECK_SECONDS = 1.0
 
 
 class _Enforcer(oslo_policy.Enforcer):
@@ -28,19 +31,31 @@ class _Enforcer(oslo_policy.Enforcer):
     replaces its rules with the file's, then adds back the defaults the
     file does not name. A check on another thread in between finds no rule
     for a default and refuses (a member's ``servers:index`` got 403 while
-    the file was being reloaded). Checks and reloads take one lock: a check
-    is a stat of the file and a few dictionary lookups."""
+    the file was being reloaded). Checks and reloads take one lock.
+
+    oslo.policy looks for a changed file at every check: a stat of the
+    policy file and a search of every policy directory, 0.45 ms of CPU per
+    check in an all-in-one burst, all of it under that lock. Here it looks
+    at most every ``recheck_seconds``, so a check is a few dictionary
+    lookups, and an edited policy applies within a second."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._checking = threading.RLock()
+        self.recheck_seconds = RECHECK_SECONDS
+        self._checked_at = float('-inf')
 
     def enforce(self, *args, **kwargs):
         with self._checking:
             return super().enforce(*args, **kwargs)
 
     def load_rules(self, force_reload: bool = False) -> None:
+        now = time.monotonic()
+        if (not force_reload and self.rules and
+                now - self._checked_at < self.recheck_seconds):
+            return
         with self._checking:
+            self._checked_at = now
             self._load_rules(force_reload)
 
     def _load_rules(self, force_reload: bool) -> None:

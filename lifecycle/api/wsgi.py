@@ -60,6 +60,22 @@ ENV_CONTEXT = 'lifecycle.context'
 
 # -- microversions ------------------------------------------------------------
 
+def _invalid(version) -> 'Fault':
+    return Fault(400, 'API Version String %s is of invalid format. Must be '
+                      'of format MajorNum.MinorNum.' % version)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string, once per string: views
+    compare the request's version with a literal for every field of every
+    server they show (an error is raised, never cached)."""
+    match = _VERSION_RE.match(version)
+    if not match:
+        raise _invalid(version)
+    return int(match.group(1)), int(match.group(2))
+
+
 @functools.total_ordering
 class APIVersion:
     """A microversion ``X.Y``, ordered like Nova's APIVersionRequest; it
@@ -68,17 +84,17 @@ class APIVersion:
     __slots__ = ('major', 'minor')
 
     def __init__(self, version: str) -> None:
-        match = (_VERSION_RE.match(version) if isinstance(version, str)
-                 else None)
-        if not match:
-            raise Fault(400, 'API Version String %s is of invalid format. '
-                             'Must be of format MajorNum.MinorNum.' % version)
-        self.major, self.minor = int(match.group(1)), int(match.group(2))
+        if not isinstance(version, str):
+            raise _invalid(version)
+        self.major, self.minor = _parsed(version)
 
     @staticmethod
     def _key(value) -> tuple[int, int]:
-        value = value if isinstance(value, APIVersion) else APIVersion(value)
-        return value.major, value.minor
+        if isinstance(value, APIVersion):
+            return value.major, value.minor
+        if not isinstance(value, str):
+            raise _invalid(value)
+        return _parsed(value)
 
     def __eq__(self, other) -> bool:
         return self._key(self) == self._key(other)

@@ -189,10 +189,12 @@ class API:
         request = db_api.Request.of(
             task_state, 'conductor' if to_conductor else 'compute', method,
             context, host=None if to_conductor else instance.host, **args)
+        # Read back without its faults: the callers send the request to
+        # the row's host; the 202 carries no body.
         instance = self.db.instance_update(
             instance.uuid, {'task_state': task_state},
             expected_vm_state=expected, expected_task_state=None,
-            request=request, action=action)
+            request=request, action=action, faults=False)
         # Fault injection: killed here, the request is recorded, not sent.
         faults.boundary(ACCEPTED, method, faults.AFTER)
         return instance

@@ -69,7 +69,8 @@ class _Task(flow_engine.InstanceTask):
         self.db = self.parts.db if run is not None else None
 
     def updated(self, instance):
-        """``instance`` is the row an update of this task committed."""
+        """``instance`` is the row an update of this task committed (read
+        back without its faults, as the run reads it)."""
         self.run.instance = instance
         return instance
 
@@ -143,7 +144,8 @@ class RecordActive(_Task):
             {'vm_state': states.ACTIVE, 'task_state': None,
              'power_state': states.RUNNING,
              'launched_at': timeutils.utcnow()},
-            expected_task_state=states.SPAWNING, action='spawn'))
+            expected_task_state=states.SPAWNING, action='spawn',
+            faults=False))
 
 
 def spawn_flow(run: parts_mod.FlowRun | None):
@@ -169,7 +171,8 @@ class RecordShelved(_Task):
             expected_task_state=states.SHELVING, action='shelve',
             request=next_request(self.parts.host, next_task),
             system_metadata={names.SHELVED_AT: timeutils.utcnow().isoformat(),
-                             names.SHELVED_HOST: self.parts.host}))
+                             names.SHELVED_HOST: self.parts.host},
+            faults=False))
 
 
 def shelve_flow(run: parts_mod.FlowRun | None):
@@ -207,7 +210,7 @@ class RecordHibernated(RecordShelved):
              'task_state': next_task},
             expected_task_state=states.SHELVING, action='shelve',
             request=next_request(self.parts.host, next_task),
-            system_metadata=sysmeta))
+            system_metadata=sysmeta, faults=False))
 
 
 def hibernate_shelve_flow(run: parts_mod.FlowRun | None):
@@ -258,7 +261,7 @@ class ReleaseClaimOffloaded(_Task):
              'power_state': states.NOSTATE, 'host': None},
             expected_task_state=states.SHELVING_OFFLOADING,
             request=next_request(parts.host, next_task),
-            action='shelveOffload'))
+            action='shelveOffload', faults=False))
 
 
 def shelve_offload_flow(run: parts_mod.FlowRun | None):
@@ -364,7 +367,8 @@ class RecordFullOffload(_Task):
             instance_uuid, {'task_state': next_task_state},
             expected_task_state=states.SHELVING_IMAGE_UPLOADING,
             action='shelveOffload',
-            system_metadata=dict.fromkeys(names.RETAINED_DISK_KEYS)))
+            system_metadata=dict.fromkeys(names.RETAINED_DISK_KEYS),
+            faults=False))
 
 
 def full_offload_flow(run: parts_mod.FlowRun | None):
@@ -398,7 +402,8 @@ class AcceptUnshelve(_Task):
             instance_uuid, {'task_state': states.SPAWNING},
             expected_vm_state=[states.SHELVED_OFFLOADED],
             expected_task_state=states.UNSHELVING,
-            expected_claimed_host=parts.host, action='unshelve'))
+            expected_claimed_host=parts.host, action='unshelve',
+            faults=False))
 
     def revert(self, instance_uuid: str, **kwargs) -> None:
         # Only an accept of this host is undone; a failed accept (the

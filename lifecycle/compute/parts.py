@@ -126,7 +126,8 @@ class HostParts:
                  'power_state': states.RUNNING, 'host': self.host},
                 expected_task_state=task_state,
                 expected_claimed_host=self.host, action='unshelve',
-                system_metadata=dict.fromkeys(names.SHELVED_KEYS))
+                system_metadata=dict.fromkeys(names.SHELVED_KEYS),
+                faults=False)
         except exception.InstanceInvalidState:
             LOG.warning('Unshelve of instance %s on %s was given up by the '
                         'conductor; destroying the guest started here',

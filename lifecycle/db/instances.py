@@ -317,7 +317,8 @@ class InstancesMixin:
                         system_metadata: dict | None = None,
                         fault: Fault | None = None,
                         request: requests.Request | None = None,
-                        action: str = 'update') -> models.Instance:
+                        action: str = 'update',
+                        faults: bool = True) -> models.Instance:
         """Update an instance, optionally only if its states are as expected.
 
         The expectations are part of the UPDATE's WHERE clause, so of two
@@ -327,6 +328,8 @@ class InstancesMixin:
         recorded in the same transaction, as is ``request``: the request
         that carries out the task set here (lifecycle/db/requests.py). A
         task_state change without one ends the instance's request.
+        ``faults=False``: the row returned without its faults (one
+        statement fewer), as :meth:`instance_get` gives it.
         """
         table = models.Instance.__table__
         values = dict(values)
@@ -379,7 +382,7 @@ class InstancesMixin:
             # Read back in the same transaction: the row exactly as this
             # update left it, not as a later request may have changed it.
             return _instances(connection, _instance_by_uuid(False),
-                              {'i_uuid': instance_uuid})[0]
+                              {'i_uuid': instance_uuid}, faults=faults)[0]
 
     def instance_fault_create(self, instance_uuid: str, code: int,
                               message: str, details: str | None = None,

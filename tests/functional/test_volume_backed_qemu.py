@@ -23,6 +23,7 @@ from tests.functional import cinder_fixture
 from tests.functional import glance_fixture
 from tests.functional.conftest import qemu_io
 from tests.functional import volume_aio
+from tests.harness import polling
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def aio(make_aio, system_libvirt_uri, cinder_server):
 
 
 def _wait(predicate, timeout=TIMEOUT, what=''):
-    return volume_aio.wait_until(predicate, timeout, what)
+    return polling.wait_until(predicate, timeout, what, interval=0.2)
 
 
 def _pattern_image(glance_server, tmp_path):

@@ -29,6 +29,7 @@ from lifecycle.compute import volumes
 from tests.conftest import live_domain
 from tests.functional import cinder_fixture
 from tests.functional import volume_aio
+from tests.harness import polling
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def aio(make_aio, system_libvirt_uri, cinder_server):
 
 
 def _wait(predicate, timeout=TIMEOUT, what=''):
-    return volume_aio.wait_until(predicate, timeout, what)
+    return polling.wait_until(predicate, timeout, what, interval=0.2)
 
 
 def _rbd_volume(cinder):

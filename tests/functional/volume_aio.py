@@ -2,7 +2,6 @@
 volume-backed tests: the Nova responder that Cinder's attachment calls
 reach answers from this all-in-one's database."""
 
-import time
 
 from lifecycle import exception
 from lifecycle.compute import volumes
@@ -42,12 +41,3 @@ def stop(cinder_server) -> None:
     cinder_server.nova.lookup = lambda server_id, volume_id: None
 
 
-def wait_until(predicate, timeout: float, what: str = ''):
-    """``predicate()``'s first true value, polled until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out: %s' % what
-        time.sleep(0.2)

@@ -18,6 +18,7 @@ import pytest
 
 from tests.functional import auth_checks
 from tests.harness.client import Client
+from tests.harness import polling
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,11 +38,7 @@ def _install(path: str, text: str, mtime: float) -> None:
 
 
 def _wait_for(predicate, what: str, deployment) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        deployment.check_alive()
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+    polling.wait_until(predicate, WAIT, what, check=deployment.check_alive)
 
 
 def _settled(client, server_id: str, status: str) -> bool:

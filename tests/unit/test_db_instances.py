@@ -162,3 +162,19 @@ def test_a_read_without_faults_is_one_statement_fewer_and_says_so(db):
     # Not an empty list: a reader that needs the faults finds out at once.
     with pytest.raises(sa.orm.exc.DetachedInstanceError):
         _ = bare.fault
+
+
+def test_an_update_read_back_without_faults_is_one_statement_fewer(db):
+    instance_uuid = _create(db, 1)
+    db.instance_fault_create(instance_uuid, 500, 'kept')
+
+    def update(task_state, **kwargs):
+        return db.instance_update(instance_uuid, {'task_state': task_state},
+                                  **kwargs)
+    assert _selects(db, lambda: update('shelving')) == 3
+    assert _selects(db, lambda: update('spawning', faults=False)) == 2
+    bare = update(None, faults=False)
+    assert (bare.task_state, bare.system_metadata['shared']) == (None, 'x')
+    assert update(None).fault.message == 'kept'
+    with pytest.raises(sa.orm.exc.DetachedInstanceError):
+        _ = bare.fault

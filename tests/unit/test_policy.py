@@ -61,6 +61,21 @@ def test_reset_rereads_the_policy_file(policy_file):
     assert _allowed(INDEX)
 
 
+def test_a_changed_file_is_looked_for_once_per_interval(policy_file):
+    """A newer policy file applies once the interval since the last look
+    has passed; until then checks use the rules they have (no stat per
+    check)."""
+    enforcer = policy.get_enforcer()
+    enforcer.recheck_seconds = 3600
+    assert not _allowed(OFFLOAD)
+    _install(policy_file, '"%s": "rule:project_member_or_admin"\n' % OFFLOAD,
+             os.path.getmtime(policy_file) + 10)
+    assert not _allowed(OFFLOAD)
+    enforcer.recheck_seconds = 0
+    assert _allowed(OFFLOAD)
+    assert _allowed(INDEX)
+
+
 def test_reset_leaves_an_enforcer_in_use_working(policy_file):
     """A request thread that got the enforcer before the reset still checks
     with it (a cleared enforcer had no rules registered: a 500)."""
@@ -76,6 +91,7 @@ def test_checks_racing_a_reload_of_the_file(policy_file):
     the file's and then adds the defaults back: unlocked, a check between
     the two refused (about a hundred times in this test)."""
     enforcer = policy.get_enforcer()
+    enforcer.recheck_seconds = 0  # every check looks for a changed file
     stop = threading.Event()
     refused: list[int] = []
     checks = [0]

@@ -15,6 +15,7 @@ from lifecycle import context as lc_context
 from lifecycle import rpc
 from lifecycle import service
 from lifecycle.conf import CONF
+from tests.harness.polling import wait_until
 
 REQUESTS = 6
 
@@ -39,15 +40,6 @@ class _Holder:
         with self._lock:
             self.running -= 1
             self.done += 1
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.fixture
@@ -79,12 +71,14 @@ def test_a_pool_size_bounds_the_requests_worked_on_at_once(started,
     ctxt = lc_context.get_admin_context()
     for _ in range(REQUESTS):
         client.cast(ctxt, 'hold')
-    assert _wait_for(lambda: holder.running == pool_size)
+    wait_until(lambda: holder.running == pool_size, 10, 'the pool busy',
+               interval=0.01)
     # The others wait for a thread, however long the first ones take.
     time.sleep(0.3)
     assert holder.running == pool_size
     holder.release.set()
-    assert _wait_for(lambda: holder.done == REQUESTS)
+    wait_until(lambda: holder.done == REQUESTS, 10, 'every request done',
+               interval=0.01)
     assert holder.most_at_once == pool_size
 
 
@@ -95,7 +89,8 @@ def test_without_a_pool_size_the_messaging_option_applies(started):
     ctxt = lc_context.get_admin_context()
     for _ in range(REQUESTS):
         client.cast(ctxt, 'hold')
-    assert _wait_for(lambda: holder.running == REQUESTS)
+    wait_until(lambda: holder.running == REQUESTS, 10,
+               'every request running', interval=0.01)
     holder.release.set()
-    assert _wait_for(lambda: holder.done == REQUESTS)
-
+    wait_until(lambda: holder.done == REQUESTS, 10, 'every request done',
+               interval=0.01)

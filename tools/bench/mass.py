@@ -260,9 +260,6 @@ def scenario(client, image_id: str, instances: int, timeout: float,
         # process, a burst cannot end before this over the cores used.
         'service_cpu_seconds': cpu_seconds,
         'cpu_ms_per_unshelve': 1000.0 * cpu_seconds / len(ids),
-        # One process: one interpreter lock; separate processes: the cores.
-        'service_cores': (1 if len(cpu_pids or []) < 2 else
-                          min(len(cpu_pids), os.cpu_count() or 1)),
         'in_original_storage_group': same_group,
     }
     result['request_answered'].pop('values')
