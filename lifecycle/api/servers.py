@@ -187,12 +187,14 @@ class ServersController:
             doc['servers_links'] = next_links
         return doc
 
-    def _get(self, req, instance_uuid: str, rule: str):
+    def _get(self, req, instance_uuid: str, rule: str, *,
+             faults: bool = True):
         """The instance, if the caller may see it (another project's is
         404, as Nova's project-scoped lookup), and ``rule`` allows
-        ``rule`` on it (else 403)."""
+        ``rule`` on it (else 403); ``faults=False`` for a caller that shows
+        none of it."""
         ctx = req.context
-        inst = self.compute.get(ctx, instance_uuid)
+        inst = self.compute.get(ctx, instance_uuid, faults=faults)
         if inst.project_id != ctx.project_id and not ctx.is_admin:
             raise exception.InstanceNotFound(instance_id=instance_uuid)
         ctx.can(rule, {'project_id': inst.project_id,
@@ -321,7 +323,8 @@ class ServersController:
         schemas.validate(schemas.for_version(req.api_version,
                                              schemas.ACTIONS[name]), body)
         rule = self._ACTION_RULES[name]
-        inst = self._get(req, id, rule)
+        # An action answers 202 with no body: the faults are not read.
+        inst = self._get(req, id, rule, faults=False)
         try:
             handler(self, req, inst, body[name])
         except exception.InstanceInvalidState as e:

@@ -67,10 +67,12 @@ class API:
 
     # -- reads --------------------------------------------------------------
 
-    def get(self, context, instance_uuid: str) -> models.Instance:
+    def get(self, context, instance_uuid: str, *,
+            faults: bool = True) -> models.Instance:
+        """``faults=False``: without its faults (Database.instance_get)."""
         if not uuidutils.is_uuid_like(instance_uuid):
             raise exception.InstanceNotFound(instance_id=instance_uuid)
-        return self.db.instance_get(instance_uuid)
+        return self.db.instance_get(instance_uuid, faults=faults)
 
     def get_all(self, context, *, limit: int | None = None,
                 marker: str | None = None,
